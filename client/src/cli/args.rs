@@ -1,0 +1,357 @@
+//! The command line, as clap derive structs.
+//!
+//! Only the shape of the arguments lives here; turning them into requests is
+//! [`super::request`]'s job so it can be tested without parsing.
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{Error, parse_datetime};
+
+/// Command line of `bedrock-attribution`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bedrock-attribution",
+    version,
+    about = "Query Amazon Bedrock cost attribution (CUR 2.0) from a bedrock-attribution server",
+    after_help = "Dates are YYYY-MM-DD (midnight UTC) or RFC 3339; ranges are [--from, --to).\n\
+                  Exit status: 0 on success, 1 on usage errors, 2 on any other error."
+)]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to ask the server.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// URL of the bedrock-attribution server.
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    pub server: String,
+    /// Output format: aligned table with totals, CSV (no totals line) or one JSON document.
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_FORMAT",
+        value_enum,
+        default_value_t = Format::Table,
+        global = true
+    )]
+    pub format: Format,
+    /// Seconds to wait for the connection and for each request.
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_TIMEOUT",
+        default_value_t = 30,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub timeout: u64,
+}
+
+/// The subcommands, one per RPC.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Cost grouped by the IAM principal that made the call.
+    CostByPrincipal(CostByPrincipalArgs),
+    /// Cost grouped by the value of one cost-allocation tag key, with an UNTAGGED row.
+    CostByTag(CostByTagArgs),
+    /// Token counts and cost grouped by any set of dimensions.
+    TokenUsage(TokenUsageArgs),
+    /// The principals seen in a time range, with their spend.
+    ListPrincipals(ListPrincipalsArgs),
+    /// The tag keys seen in a time range, with their reach.
+    ListTagKeys(ListTagKeysArgs),
+    /// The model names seen in a time range, with their spend and tokens.
+    ListModels(ListModelsArgs),
+    /// What data the server holds: sources, billing periods, problems.
+    Status,
+    /// Make the server re-read its sources now.
+    Refresh,
+}
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns, then a totals line per currency.
+    Table,
+    /// A header and one line per row, exact decimals, no totals line.
+    Csv,
+    /// One JSON document with rows and totals; amounts are decimal strings.
+    Json,
+}
+
+/// Time range, filters and page size: what every query and list command takes.
+#[derive(Clone, Debug, Args)]
+pub struct ScopeArgs {
+    /// Start of the range, inclusive: YYYY-MM-DD (midnight UTC) or RFC 3339.
+    #[arg(long, value_name = "DATE", value_parser = parse_time_arg)]
+    pub from: DateTime<Utc>,
+    /// End of the range, exclusive: YYYY-MM-DD (midnight UTC) or RFC 3339.
+    #[arg(long, value_name = "DATE", value_parser = parse_time_arg)]
+    pub to: DateTime<Utc>,
+    /// Which line items count.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Entries per request (1..=10000); every page is fetched.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i32).range(1..=10000))]
+    pub page_size: i32,
+}
+
+/// Restrictions on the line items; repeated flags are ORed, different flags ANDed.
+#[derive(Clone, Debug, Default, Args)]
+#[command(next_help_heading = "Filters")]
+pub struct FilterArgs {
+    /// Only this usage account (12 digits); repeatable.
+    #[arg(long = "account", value_name = "ACCOUNT_ID")]
+    pub accounts: Vec<String>,
+    /// Only this payer account (12 digits); repeatable.
+    #[arg(long = "payer", value_name = "ACCOUNT_ID")]
+    pub payers: Vec<String>,
+    /// Only this exact caller ARN; repeatable. An empty ARN ('') selects spend without a caller.
+    #[arg(long = "principal", value_name = "ARN")]
+    pub principals: Vec<String>,
+    /// Only this model name (as listed by list-models); repeatable.
+    #[arg(long = "model", value_name = "MODEL")]
+    pub models: Vec<String>,
+    /// Only this region code, e.g. us-east-1; repeatable.
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+    /// Only this CUR line item type, e.g. Usage, Tax, Credit; repeatable.
+    #[arg(long = "line-item-type", value_name = "TYPE")]
+    pub line_item_types: Vec<String>,
+    /// Only this usage category; repeatable.
+    #[arg(long = "usage-category", value_name = "CATEGORY", value_enum)]
+    pub usage_categories: Vec<UsageCategoryArg>,
+    /// Only line items whose tag KEY has VALUE; repeatable (values of one key are ORed,
+    /// keys ANDed). Split at the LAST '=': keys may contain '=', values may not.
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tags: Vec<TagArg>,
+    /// Also keep line items that lack tag KEY (alone: only those); repeatable.
+    #[arg(long = "untagged", value_name = "KEY")]
+    pub untagged: Vec<String>,
+}
+
+/// How the cost is computed and bucketed.
+#[derive(Clone, Debug, Args)]
+pub struct CostArgs {
+    /// Time bucketing of rows (by line item usage start, UTC).
+    #[arg(long, value_enum, default_value_t = GranularityArg::None)]
+    pub granularity: GranularityArg,
+    /// CUR cost column to sum.
+    #[arg(long, value_enum, default_value_t = MetricArg::Unblended)]
+    pub metric: MetricArg,
+}
+
+/// Arguments of `cost-by-principal`.
+#[derive(Clone, Debug, Args)]
+pub struct CostByPrincipalArgs {
+    /// Range, filters, page size.
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Metric and granularity.
+    #[command(flatten)]
+    pub cost: CostArgs,
+    /// Group callers by exact ARN, by role (sessions collapsed) or by account.
+    #[arg(long, value_enum, default_value_t = GroupingArg::Arn)]
+    pub by: GroupingArg,
+    /// Further dimensions to split each principal by (comma-separated or repeated).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "DIMENSION")]
+    pub also: Vec<DimensionArg>,
+    /// Tag key for `--also tag` (given alone, it implies `--also tag`).
+    #[arg(long, value_name = "KEY", required_if_eq("also", "tag"))]
+    pub also_tag_key: Option<String>,
+}
+
+/// Arguments of `cost-by-tag`.
+#[derive(Clone, Debug, Args)]
+pub struct CostByTagArgs {
+    /// The tag key to group by, exactly as in the CUR `tags` column, e.g. iamPrincipal/team.
+    #[arg(long, value_name = "KEY")]
+    pub key: String,
+    /// Range, filters, page size.
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Metric and granularity.
+    #[command(flatten)]
+    pub cost: CostArgs,
+    /// Further dimensions to split each tag value by (comma-separated or repeated).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "DIMENSION")]
+    pub also: Vec<DimensionArg>,
+    /// Second tag key for `--also tag` (given alone, it implies `--also tag`).
+    #[arg(long, value_name = "KEY", required_if_eq("also", "tag"))]
+    pub also_tag_key: Option<String>,
+    /// Principal grouping for `--also principal`.
+    #[arg(long, value_enum, default_value_t = GroupingArg::Arn)]
+    pub by: GroupingArg,
+}
+
+/// Arguments of `token-usage`.
+#[derive(Clone, Debug, Args)]
+pub struct TokenUsageArgs {
+    /// Range, filters, page size.
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Metric and granularity.
+    #[command(flatten)]
+    pub cost: CostArgs,
+    /// Dimensions to group by (comma-separated or repeated); none: one row per currency.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "DIMENSION")]
+    pub group_by: Vec<DimensionArg>,
+    /// Tag key for `--group-by tag` (given alone, it implies `--group-by tag`).
+    #[arg(long, value_name = "KEY", required_if_eq("group_by", "tag"))]
+    pub tag_key: Option<String>,
+    /// Principal grouping for `--group-by principal`.
+    #[arg(long, value_enum, default_value_t = GroupingArg::Arn)]
+    pub by: GroupingArg,
+}
+
+/// Arguments of `list-principals`.
+#[derive(Clone, Debug, Args)]
+pub struct ListPrincipalsArgs {
+    /// Range, filters, page size.
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// List exact ARNs, roles (sessions collapsed) or accounts.
+    #[arg(long, value_enum, default_value_t = GroupingArg::Arn)]
+    pub by: GroupingArg,
+}
+
+/// Arguments of `list-tag-keys`.
+#[derive(Clone, Debug, Args)]
+pub struct ListTagKeysArgs {
+    /// Range, filters, page size.
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Only keys starting with this prefix, e.g. iamPrincipal/.
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub prefix: String,
+}
+
+/// Arguments of `list-models`.
+#[derive(Clone, Debug, Args)]
+pub struct ListModelsArgs {
+    /// Range, filters, page size.
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+/// How callers are grouped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GroupingArg {
+    /// The exact caller ARN: each assumed-role session is its own row.
+    Arn,
+    /// Sessions collapsed to their role.
+    Role,
+    /// The caller's account.
+    Account,
+}
+
+/// Time bucketing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GranularityArg {
+    /// One bucket for the whole range.
+    None,
+    /// Hour of the usage start.
+    Hourly,
+    /// Day of the usage start.
+    Daily,
+    /// Calendar month of the usage start.
+    Monthly,
+}
+
+/// CUR cost column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MetricArg {
+    /// line_item_unblended_cost (Cost Explorer's default).
+    Unblended,
+    /// line_item_net_unblended_cost (after discounts).
+    NetUnblended,
+    /// line_item_blended_cost.
+    Blended,
+    /// pricing_public_on_demand_cost (list price).
+    PublicOnDemand,
+}
+
+/// A dimension to group by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DimensionArg {
+    /// The caller (see --by).
+    Principal,
+    /// The model name.
+    Model,
+    /// The usage account.
+    Account,
+    /// The region code.
+    Region,
+    /// On-demand, batch, provisioned throughput...
+    UsageCategory,
+    /// The value of a tag key.
+    Tag,
+    /// The CUR line item type.
+    LineItemType,
+}
+
+/// How Bedrock was bought.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum UsageCategoryArg {
+    /// Pay-per-token invocations.
+    OnDemand,
+    /// Batch inference.
+    Batch,
+    /// Flex service tier.
+    Flex,
+    /// Priority service tier.
+    Priority,
+    /// Provisioned throughput.
+    ProvisionedThroughput,
+    /// Reserved capacity.
+    Reserved,
+    /// Latency-optimized inference.
+    LatencyOptimized,
+    /// Model customization.
+    Customization,
+    /// Custom model import.
+    CustomModelImport,
+    /// Anything else.
+    Other,
+}
+
+/// A `--tag KEY=VALUE` argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagArg {
+    /// The tag key (everything before the last `=`).
+    pub key: String,
+    /// The value (everything after the last `=`; may be empty).
+    pub value: String,
+}
+
+/// Parses `KEY=VALUE`, splitting at the last `=` so that keys may contain `=`.
+pub fn parse_tag(input: &str) -> Result<TagArg, String> {
+    match input.rsplit_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok(TagArg {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        }),
+        Some(_) => Err("the tag key is empty".to_owned()),
+        None => Err("expected KEY=VALUE".to_owned()),
+    }
+}
+
+/// Parses a `--from`/`--to` value (see [`parse_datetime`]).
+fn parse_time_arg(input: &str) -> Result<DateTime<Utc>, String> {
+    parse_datetime(input).map_err(|e| match e {
+        Error::InvalidArgument { message } => message,
+        other => other.to_string(),
+    })
+}

@@ -1,0 +1,214 @@
+//! The `bedrock-attribution` command-line tool.
+//!
+//! Kept in the library so the binary is a one-line shell and so everything between
+//! the command line and the bytes printed can be tested without a server: [`args`]
+//! parses, [`request`] builds requests, the `render_*` functions print fixed answers.
+
+pub mod args;
+mod labels;
+mod lists;
+pub mod request;
+mod rows;
+mod status;
+mod table;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser as _;
+
+pub use args::{Cli, Command, Format};
+pub use lists::{render_models, render_principals, render_tag_keys};
+pub use rows::{DimColumn, RowLayout, render_rows};
+pub use status::{render_refresh, render_status};
+
+use crate::{Client, Error, proto};
+
+/// Exit status for usage errors reported by clap.
+const EXIT_USAGE: u8 = 1;
+/// Exit status for every other error.
+const EXIT_ERROR: u8 = 2;
+
+/// What can stop a command: the client's errors, or failing to write the output.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Connecting, the RPC, or reading its answer failed.
+    #[error(transparent)]
+    Client(#[from] Error),
+    /// Writing to the output failed.
+    #[error("cannot write output")]
+    Io(#[from] io::Error),
+    /// Writing CSV failed.
+    #[error("cannot write csv")]
+    Csv(#[from] csv::Error),
+    /// Writing JSON failed.
+    #[error("cannot write json")]
+    Json(#[from] serde_json::Error),
+}
+
+impl CliError {
+    /// The gRPC code of the error (`UNKNOWN` for output failures).
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            CliError::Client(e) => e.code(),
+            CliError::Io(_) | CliError::Csv(_) | CliError::Json(_) => tonic::Code::Unknown,
+        }
+    }
+
+    /// The line printed after `error: `: `CODE: message`, then the chain of causes.
+    pub fn report(&self) -> String {
+        let mut line = match self {
+            CliError::Client(e) => e.to_string(),
+            other => format!("{}: {other}", crate::code_name(other.code())),
+        };
+        let mut source = std::error::Error::source(self);
+        if let CliError::Client(_) = self {
+            // `transparent`: the first source is the client error's own.
+            source = source.and_then(std::error::Error::source);
+        }
+        let mut previous = String::new();
+        while let Some(cause) = source {
+            // Transports often wrap an error in one that prints the same text.
+            let text = cause.to_string();
+            if text != previous {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+            previous = text;
+            source = cause.source();
+        }
+        line
+    }
+
+    /// The reader went away (`| head`): not worth an error message.
+    fn is_broken_pipe(&self) -> bool {
+        let kind = match self {
+            CliError::Io(e) => Some(e.kind()),
+            CliError::Csv(e) => match e.kind() {
+                csv::ErrorKind::Io(e) => Some(e.kind()),
+                _ => None,
+            },
+            CliError::Json(e) => e.io_error_kind(),
+            CliError::Client(_) => None,
+        };
+        kind == Some(io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// Entry point of the binary: parses the command line, runs it, prints errors as
+/// `error: <CODE>: <message>` and returns 0, 1 (usage) or 2 (any other error).
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Best effort: there is nowhere left to report a failed write to.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: INTERNAL: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let mut stdout = io::BufWriter::new(io::stdout().lock());
+    let result = runtime
+        .block_on(run(&cli, &mut stdout))
+        .and_then(|()| stdout.flush().map_err(CliError::from));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.report());
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Runs one parsed command against the server, writing the answer to `out`.
+///
+/// Notes of CSV answers go to stderr so that stdout stays loadable.
+pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
+    let timeout = Duration::from_secs(cli.global.timeout);
+    let client = Client::builder(cli.global.server.clone())
+        .connect_timeout(timeout)
+        .request_timeout(timeout)
+        .build()
+        .await?;
+    let format = cli.global.format;
+    match &cli.command {
+        Command::CostByPrincipal(args) => {
+            let request = args.to_request();
+            let answer = client.cost_by_principal_all(request.clone()).await?;
+            notes_to_stderr(format, answer.info.as_ref());
+            render_rows(
+                out,
+                format,
+                &RowLayout::cost_by_principal(&request),
+                &answer,
+            )
+        }
+        Command::CostByTag(args) => {
+            let request = args.to_request();
+            let answer = client.cost_by_tag_all(request.clone()).await?;
+            notes_to_stderr(format, answer.info.as_ref());
+            render_rows(out, format, &RowLayout::cost_by_tag(&request), &answer)
+        }
+        Command::TokenUsage(args) => {
+            let request = args.to_request();
+            let answer = client.token_usage_all(request.clone()).await?;
+            notes_to_stderr(format, answer.info.as_ref());
+            render_rows(out, format, &RowLayout::token_usage(&request), &answer)
+        }
+        Command::ListPrincipals(args) => {
+            let request = args.to_request();
+            let grouping = request.grouping();
+            let answer = client.list_principals_all(request).await?;
+            notes_to_stderr(format, answer.info.as_ref());
+            render_principals(out, format, grouping, &answer)
+        }
+        Command::ListTagKeys(args) => {
+            let answer = client.list_tag_keys_all(args.to_request()).await?;
+            notes_to_stderr(format, answer.info.as_ref());
+            render_tag_keys(out, format, &answer)
+        }
+        Command::ListModels(args) => {
+            let answer = client.list_models_all(args.to_request()).await?;
+            notes_to_stderr(format, answer.info.as_ref());
+            render_models(out, format, &answer)
+        }
+        Command::Status => {
+            let status = client.data_status(proto::DataStatusRequest {}).await?;
+            render_status(out, format, &status)
+        }
+        Command::Refresh => {
+            let refresh = client.refresh(proto::RefreshRequest {}).await?;
+            render_refresh(out, format, &refresh)
+        }
+    }
+}
+
+fn notes_to_stderr(format: Format, info: Option<&proto::AnswerInfo>) {
+    if format == Format::Csv {
+        for note in info.map(|i| i.notes.as_slice()).unwrap_or_default() {
+            eprintln!("note: {note}");
+        }
+    }
+}
+
+/// One pretty-printed JSON document and a newline.
+fn write_json(out: &mut dyn Write, document: &impl serde::Serialize) -> Result<(), CliError> {
+    serde_json::to_writer_pretty(&mut *out, document)?;
+    writeln!(out)?;
+    Ok(())
+}

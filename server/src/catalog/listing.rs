@@ -1,0 +1,234 @@
+//! Which files make up each billing period of an export: the manifest's list when there
+//! is one, otherwise the newest execution folder, otherwise every parquet file.
+
+use std::collections::BTreeMap;
+
+use futures::TryStreamExt;
+use object_store::{ObjectMeta, ObjectStoreExt, path::Path};
+
+use super::{manifest, source::Source};
+
+/// Where a period's file list came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileListOrigin {
+    /// The period's manifest in `metadata/`.
+    Manifest,
+    /// A listing of the period folder (no manifest).
+    Listing,
+}
+
+impl FileListOrigin {
+    /// `manifest` or `listing`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Manifest => "manifest",
+            Self::Listing => "listing",
+        }
+    }
+}
+
+/// The files to read for one billing period.
+#[derive(Debug, Clone)]
+pub struct PeriodFiles {
+    /// `YYYY-MM`.
+    pub period: String,
+    /// Where the list came from.
+    pub origin: FileListOrigin,
+    /// The create-new execution folder served, if any.
+    pub execution: Option<String>,
+    /// The data files, with size and modification time.
+    pub files: Vec<ObjectMeta>,
+}
+
+/// A period whose file list could not be made.
+#[derive(Debug, Clone)]
+pub struct ListingProblem {
+    /// `YYYY-MM`, when known.
+    pub period: Option<String>,
+    /// The object concerned.
+    pub file: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+const PERIOD_PREFIX: &str = "BILLING_PERIOD=";
+
+/// Lists the periods of an export and their files. Problems with one period do not stop
+/// the others; a failure to list the export at all is returned as the error.
+pub async fn list_export(
+    source: &Source,
+) -> Result<(Vec<PeriodFiles>, Vec<ListingProblem>), object_store::Error> {
+    let store = source.store();
+    let data = source.child("data");
+    let listing = store.list_with_delimiter(Some(&data)).await?;
+    let mut periods = Vec::new();
+    let mut problems = Vec::new();
+    for prefix in listing.common_prefixes {
+        let Some(period) = prefix
+            .filename()
+            .and_then(|f| f.strip_prefix(PERIOD_PREFIX))
+        else {
+            continue;
+        };
+        if !is_period(period) {
+            continue;
+        }
+        let period = period.to_owned();
+        match list_period(source, &prefix, &period).await {
+            Ok(files) => periods.push(files),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    periods.sort_by(|a, b| a.period.cmp(&b.period));
+    Ok((periods, problems))
+}
+
+fn is_period(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 7
+        && b[4] == b'-'
+        && b[..4].iter().chain(&b[5..]).all(u8::is_ascii_digit)
+        && matches!(
+            &s[5..],
+            "01" | "02" | "03" | "04" | "05" | "06" | "07" | "08" | "09" | "10" | "11" | "12"
+        )
+}
+
+async fn list_period(
+    source: &Source,
+    folder: &Path,
+    period: &str,
+) -> Result<PeriodFiles, ListingProblem> {
+    let store = source.store();
+    let problem = |file: String, message: String| ListingProblem {
+        period: Some(period.to_owned()),
+        file,
+        message,
+    };
+    let objects: Vec<ObjectMeta> = store.list(Some(folder)).try_collect().await.map_err(|e| {
+        problem(
+            source.object_url(folder),
+            format!("cannot list the period folder: {e}"),
+        )
+    })?;
+    let by_path: BTreeMap<String, ObjectMeta> = objects
+        .into_iter()
+        .map(|m| (m.location.to_string(), m))
+        .collect();
+
+    let metadata = source.child(&format!("metadata/{PERIOD_PREFIX}{period}"));
+    let manifests = store
+        .list_with_delimiter(Some(&metadata))
+        .await
+        .map(|l| l.objects)
+        .unwrap_or_default();
+    let manifest = manifests
+        .into_iter()
+        .filter(|m| {
+            m.location
+                .filename()
+                .is_some_and(|f| f.ends_with("Manifest.json"))
+        })
+        .max_by_key(|m| m.last_modified);
+
+    if let Some(manifest_meta) = manifest {
+        let manifest_url = source.object_url(&manifest_meta.location);
+        let bytes = store
+            .get(&manifest_meta.location)
+            .await
+            .map_err(|e| {
+                problem(
+                    manifest_url.clone(),
+                    format!("cannot read the manifest: {e}"),
+                )
+            })?
+            .bytes()
+            .await
+            .map_err(|e| {
+                problem(
+                    manifest_url.clone(),
+                    format!("cannot read the manifest: {e}"),
+                )
+            })?;
+        let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            problem(
+                manifest_url.clone(),
+                format!("the manifest is not valid JSON: {e}"),
+            )
+        })?;
+        let mut files = Vec::new();
+        let mut execution = None;
+        for uri in manifest::data_files(&json) {
+            let relative = manifest::relative_to_root(&uri).ok_or_else(|| {
+                problem(
+                    manifest_url.clone(),
+                    format!("the manifest names {uri}, which is not below data/{PERIOD_PREFIX}..."),
+                )
+            })?;
+            let location = source.child(relative);
+            let meta = by_path.get(location.as_ref()).ok_or_else(|| {
+                problem(
+                    source.object_url(&location),
+                    "the manifest names a data file that does not exist".to_owned(),
+                )
+            })?;
+            execution = execution_of(folder, &location).or(execution);
+            files.push(meta.clone());
+        }
+        return Ok(PeriodFiles {
+            period: period.to_owned(),
+            origin: FileListOrigin::Manifest,
+            execution,
+            files,
+        });
+    }
+
+    // No manifest: the newest execution folder if there are any, else the folder itself.
+    let newest = by_path
+        .values()
+        .filter_map(|m| execution_of(folder, &m.location))
+        .max();
+    let files = by_path
+        .values()
+        .filter(|m| m.location.as_ref().ends_with(".parquet"))
+        .filter(|m| execution_of(folder, &m.location) == newest)
+        .cloned()
+        .collect();
+    Ok(PeriodFiles {
+        period: period.to_owned(),
+        origin: FileListOrigin::Listing,
+        execution: newest,
+        files,
+    })
+}
+
+/// The execution folder of a file below the period folder, if it is in one.
+fn execution_of(folder: &Path, location: &Path) -> Option<String> {
+    let parts: Vec<_> = location.prefix_match(folder)?.collect();
+    (parts.len() > 1).then(|| parts[0].as_ref().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods() {
+        assert!(is_period("2026-05"));
+        assert!(!is_period("2026-13"));
+        assert!(!is_period("2026-5"));
+        assert!(!is_period("abcd-05"));
+    }
+
+    #[test]
+    fn execution_folders() {
+        let folder = Path::from("e/data/BILLING_PERIOD=2026-06");
+        let inside = Path::from("e/data/BILLING_PERIOD=2026-06/20260702T000000Z-exec-1/f.parquet");
+        let direct = Path::from("e/data/BILLING_PERIOD=2026-06/f.parquet");
+        assert_eq!(
+            execution_of(&folder, &inside).as_deref(),
+            Some("20260702T000000Z-exec-1")
+        );
+        assert_eq!(execution_of(&folder, &direct), None);
+    }
+}

@@ -1,0 +1,58 @@
+//! `bedrock-attribution-server`: serves Bedrock cost attribution over gRPC.
+
+use std::process::ExitCode;
+
+use bedrock_attribution_server::{
+    Config,
+    demo::{DemoConfig, generate},
+    server, telemetry,
+};
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init();
+    let mut config = Config::parse();
+    if config.data.demo {
+        let root = config.data.demo_dir.join("acme-cur2");
+        if root.exists()
+            && let Err(e) = std::fs::remove_dir_all(&root)
+        {
+            tracing::error!(path = %root.display(), "cannot clear the demo folder: {e}");
+            return ExitCode::FAILURE;
+        }
+        match generate(&root, &DemoConfig::demo()) {
+            Ok(written) => {
+                tracing::info!(path = %root.display(), periods = written.periods.len(), line_items = written.line_items, "demo dataset written")
+            }
+            Err(e) => {
+                tracing::error!(path = %root.display(), "cannot write the demo dataset: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        match std::path::absolute(&root) {
+            Ok(abs) => config
+                .data
+                .sources
+                .push(format!("file://{}", abs.display())),
+            Err(e) => {
+                tracing::error!("cannot resolve the demo folder: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let result = async {
+        let catalog = server::catalog(&config.data.sources, config.data.product_codes.clone())?;
+        let handle = server::start(&config, catalog).await?;
+        handle.run_until(server::shutdown_signal()).await
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

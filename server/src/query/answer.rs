@@ -1,0 +1,157 @@
+//! Running a plan and shaping its groups: exact sums, stable order, per-currency totals.
+
+use std::collections::BTreeMap;
+
+use datafusion::{
+    arrow::{
+        array::{Array, AsArray, RecordBatch},
+        compute::cast,
+        datatypes::{DataType, Decimal128Type, Int64Type, TimeUnit, TimestampMicrosecondType},
+    },
+    prelude::SessionContext,
+};
+
+use super::{plan, plan::out, spec::QuerySpec};
+use crate::{error::Error, snapshot::Snapshot};
+
+/// Groups an answer may hold before the server refuses it.
+pub const MAX_GROUPS: usize = 1_000_000;
+
+/// One group of an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRow {
+    /// Currency code.
+    pub currency: String,
+    /// Start of the time bucket (µs since the epoch), with a granularity.
+    pub bucket: Option<i64>,
+    /// One key per dimension of the spec; `None` is the UNATTRIBUTED / UNTAGGED group.
+    pub keys: Vec<Option<String>>,
+    /// Exact cost in units of 1e-10.
+    pub cost: i128,
+    /// Input, output, cache read and cache write tokens.
+    pub tokens: [i64; 4],
+    /// Line items in the group.
+    pub line_items: i64,
+}
+
+/// A whole answer, before paging.
+#[derive(Debug, Clone, Default)]
+pub struct Answer {
+    /// Groups ordered by cost descending, then currency, bucket and keys.
+    pub rows: Vec<GroupRow>,
+    /// Sum of all rows per currency, ordered by currency.
+    pub totals: Vec<(String, i128)>,
+    /// Sum of all rows' tokens.
+    pub tokens: [i64; 4],
+}
+
+/// Plans and runs a spec on a snapshot.
+pub async fn run(
+    ctx: &SessionContext,
+    snapshot: &Snapshot,
+    spec: &QuerySpec,
+) -> Result<Answer, Error> {
+    let batches = plan::plan(ctx, snapshot, spec)?.collect().await?;
+    let mut rows = Vec::new();
+    for batch in &batches {
+        read_rows(batch, spec.dimensions.len(), &mut rows)?;
+        if rows.len() > MAX_GROUPS {
+            return Err(Error::TooLarge {
+                reason: format!(
+                    "the answer has more than {MAX_GROUPS} groups; narrow the time range, use a coarser granularity or fewer dimensions"
+                ),
+            });
+        }
+    }
+    rows.sort_by(|a, b| {
+        b.cost
+            .cmp(&a.cost)
+            .then_with(|| a.currency.cmp(&b.currency))
+            .then_with(|| a.bucket.cmp(&b.bucket))
+            .then_with(|| a.keys.cmp(&b.keys))
+    });
+    let mut totals: BTreeMap<String, i128> = BTreeMap::new();
+    let mut tokens = [0i64; 4];
+    for row in &rows {
+        *totals.entry(row.currency.clone()).or_default() += row.cost;
+        for (t, r) in tokens.iter_mut().zip(row.tokens) {
+            *t += r;
+        }
+    }
+    Ok(Answer {
+        rows,
+        totals: totals.into_iter().collect(),
+        tokens,
+    })
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, Error> {
+    batch
+        .column_by_name(name)
+        .map(|c| c.as_ref())
+        .ok_or_else(|| {
+            Error::Query(datafusion::error::DataFusionError::Internal(format!(
+                "plan lost column {name}"
+            )))
+        })
+}
+
+fn read_rows(
+    batch: &RecordBatch,
+    dimensions: usize,
+    rows: &mut Vec<GroupRow>,
+) -> Result<(), Error> {
+    let currency = cast(column(batch, out::CURRENCY)?, &DataType::Utf8)?;
+    let currency = currency.as_string::<i32>();
+    let bucket = match batch.column_by_name(out::BUCKET) {
+        Some(b) => Some(cast(
+            b,
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        )?),
+        None => None,
+    };
+    let bucket = bucket
+        .as_ref()
+        .map(|b| b.as_primitive::<TimestampMicrosecondType>());
+    let keys = (0..dimensions)
+        .map(|i| Ok(cast(column(batch, &out::dimension(i))?, &DataType::Utf8)?))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let cost = cast(column(batch, out::COST)?, &crate::normalize::MONEY_TYPE)?;
+    let cost = cost.as_primitive::<Decimal128Type>();
+    let tokens = out::TOKENS
+        .iter()
+        .map(|n| Ok(cast(column(batch, n)?, &DataType::Int64)?))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let line_items = cast(column(batch, out::LINE_ITEMS)?, &DataType::Int64)?;
+    let line_items = line_items.as_primitive::<Int64Type>();
+    for row in 0..batch.num_rows() {
+        let int = |a: &dyn Array| {
+            let a = a.as_primitive::<Int64Type>();
+            if a.is_valid(row) { a.value(row) } else { 0 }
+        };
+        rows.push(GroupRow {
+            currency: currency.value(row).to_owned(),
+            bucket: bucket.and_then(|b| b.is_valid(row).then(|| b.value(row))),
+            keys: keys
+                .iter()
+                .map(|k| {
+                    let k = k.as_string::<i32>();
+                    k.is_valid(row).then(|| k.value(row).to_owned())
+                })
+                .collect(),
+            cost: if cost.is_valid(row) {
+                cost.value(row)
+            } else {
+                0
+            },
+            tokens: [
+                int(&tokens[0]),
+                int(&tokens[1]),
+                int(&tokens[2]),
+                int(&tokens[3]),
+            ],
+            line_items: int(line_items),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Discovery answers: which principals, models and tag keys a range holds.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use datafusion::{
+    arrow::{
+        array::{Array, AsArray},
+        compute::cast,
+        datatypes::{DataType, Decimal128Type, Int64Type, UInt32Type},
+    },
+    functions_aggregate::expr_fn::{count, sum},
+    logical_expr::{col, lit},
+    prelude::SessionContext,
+};
+
+use super::{Answer, plan, spec::QuerySpec};
+use crate::{
+    error::Error,
+    normalize::{MONEY_TYPE, col as c},
+    snapshot::Snapshot,
+};
+
+/// Spend of one discovered key, across currencies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Cost per currency, ordered by currency.
+    pub cost: BTreeMap<String, i128>,
+    /// Token sums.
+    pub tokens: [i64; 4],
+    /// Line items.
+    pub line_items: i64,
+}
+
+/// Folds an answer grouped by one dimension into one summary per key, ordered by key
+/// (the NULL key, unattributed, first).
+pub fn by_first_key(answer: &Answer) -> Vec<(Option<String>, Summary)> {
+    let mut keys: BTreeMap<Option<String>, Summary> = BTreeMap::new();
+    for row in &answer.rows {
+        let summary = keys.entry(row.keys.first().cloned().flatten()).or_default();
+        *summary.cost.entry(row.currency.clone()).or_default() += row.cost;
+        for (t, r) in summary.tokens.iter_mut().zip(row.tokens) {
+            *t += r;
+        }
+        summary.line_items += row.line_items;
+    }
+    keys.into_iter().collect()
+}
+
+/// One tag key's reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagKeyReach {
+    /// Line items carrying the key.
+    pub line_items: i64,
+    /// Their cost per currency.
+    pub cost: BTreeMap<String, i128>,
+    /// Distinct values seen.
+    pub values: BTreeSet<String>,
+}
+
+/// Every tag key of the line items matching `spec` (its dimensions are ignored), with its
+/// reach, plus the number of line items matched in all.
+pub async fn tag_keys(
+    ctx: &SessionContext,
+    snapshot: &Snapshot,
+    spec: &QuerySpec,
+) -> Result<(BTreeMap<String, TagKeyReach>, i64), Error> {
+    // Group by tag set first: each distinct tag map is then resolved once, not per row.
+    let batches = plan::scan(ctx, snapshot, spec)?
+        .filter(plan::predicate(spec, &snapshot.tag_sets))?
+        .aggregate(
+            vec![col(c::TAG_SET), col(c::CURRENCY)],
+            vec![
+                sum(col(spec.metric.column())).alias("cost"),
+                count(lit(1u8)).alias("n"),
+            ],
+        )?
+        .collect()
+        .await?;
+    let mut keys: BTreeMap<String, TagKeyReach> = BTreeMap::new();
+    let mut total = 0;
+    for batch in batches {
+        let ids = cast(batch.column(0), &DataType::UInt32)?;
+        let ids = ids.as_primitive::<UInt32Type>();
+        let currency = cast(batch.column(1), &DataType::Utf8)?;
+        let currency = currency.as_string::<i32>();
+        let cost = cast(batch.column(2), &MONEY_TYPE)?;
+        let cost = cost.as_primitive::<Decimal128Type>();
+        let n = cast(batch.column(3), &DataType::Int64)?;
+        let n = n.as_primitive::<Int64Type>();
+        for row in 0..batch.num_rows() {
+            total += n.value(row);
+            let Some(set) = snapshot.tag_sets.sets().get(ids.value(row) as usize) else {
+                continue;
+            };
+            for (key, value) in set.iter() {
+                let reach = keys.entry(key.clone()).or_default();
+                reach.line_items += n.value(row);
+                *reach
+                    .cost
+                    .entry(currency.value(row).to_owned())
+                    .or_default() += if cost.is_valid(row) {
+                    cost.value(row)
+                } else {
+                    0
+                };
+                reach.values.insert(value.clone());
+            }
+        }
+    }
+    Ok((keys, total))
+}

@@ -1,0 +1,17 @@
+//! Queries: typed specs in, DataFusion plans over a snapshot, exact grouped sums out.
+//!
+//! Nothing here knows about tonic. [`spec`] holds the validated domain request,
+//! [`plan`] turns it into a DataFusion `DataFrame` (never SQL text), [`answer`] runs the
+//! plan and orders the groups, and [`page`] cuts answers into pages with tokens bound to
+//! the request and the snapshot.
+
+pub mod answer;
+pub mod discovery;
+pub mod page;
+pub mod plan;
+pub mod spec;
+
+pub use answer::{Answer, GroupRow, run};
+pub use spec::{
+    CostMetric, Dimension, Filter, Granularity, PrincipalGrouping, QuerySpec, TagFilter,
+};

@@ -1,0 +1,158 @@
+//! The validated, engine-independent form of a query.
+
+use chrono::{DateTime, Utc};
+
+use crate::{normalize::col, rules::usage::UsageCategory};
+
+/// Which cost column is summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CostMetric {
+    /// `line_item_unblended_cost`.
+    #[default]
+    Unblended,
+    /// `line_item_net_unblended_cost`.
+    NetUnblended,
+    /// `line_item_blended_cost`.
+    Blended,
+    /// `pricing_public_on_demand_cost`.
+    PublicOnDemand,
+}
+
+impl CostMetric {
+    /// The normalized column holding this metric.
+    pub fn column(self) -> &'static str {
+        match self {
+            Self::Unblended => col::COST_UNBLENDED,
+            Self::NetUnblended => col::COST_NET_UNBLENDED,
+            Self::Blended => col::COST_BLENDED,
+            Self::PublicOnDemand => col::COST_PUBLIC_ON_DEMAND,
+        }
+    }
+}
+
+/// Time bucketing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Granularity {
+    /// One bucket for the whole range.
+    #[default]
+    Whole,
+    /// Hour of usage start.
+    Hourly,
+    /// Day of usage start (UTC).
+    Daily,
+    /// Calendar month of usage start (UTC).
+    Monthly,
+}
+
+impl Granularity {
+    /// The `date_trunc` unit, if any.
+    pub fn trunc_unit(self) -> Option<&'static str> {
+        match self {
+            Self::Whole => None,
+            Self::Hourly => Some("hour"),
+            Self::Daily => Some("day"),
+            Self::Monthly => Some("month"),
+        }
+    }
+}
+
+/// How callers are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PrincipalGrouping {
+    /// Exact ARN.
+    #[default]
+    Arn,
+    /// Sessions collapsed to their role.
+    Role,
+    /// The caller's account.
+    Account,
+}
+
+impl PrincipalGrouping {
+    /// The normalized column holding the key.
+    pub fn column(self) -> &'static str {
+        match self {
+            Self::Arn => col::PRINCIPAL_ARN,
+            Self::Role => col::PRINCIPAL_ROLE,
+            Self::Account => col::PRINCIPAL_ACCOUNT,
+        }
+    }
+}
+
+/// A dimension to group by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dimension {
+    /// The caller.
+    Principal(PrincipalGrouping),
+    /// Model name.
+    Model,
+    /// Usage account.
+    Account,
+    /// Region code.
+    Region,
+    /// Usage category.
+    UsageCategory,
+    /// CUR line item type.
+    LineItemType,
+    /// The value of a tag key (exact).
+    Tag(String),
+}
+
+/// Restricts a tag key to values, or to line items without it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TagFilter {
+    /// Exact key.
+    pub key: String,
+    /// Values kept.
+    pub values: Vec<String>,
+    /// Also keep line items lacking the key.
+    pub untagged: bool,
+}
+
+impl TagFilter {
+    /// Whether a line item whose value for the key is `value` passes.
+    pub fn accepts(&self, value: Option<&str>) -> bool {
+        match value {
+            None => self.untagged,
+            Some(v) => self.values.iter().any(|want| want == v),
+        }
+    }
+}
+
+/// Restrictions; empty lists restrict nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Filter {
+    /// Usage accounts.
+    pub account_ids: Vec<String>,
+    /// Payer accounts.
+    pub payer_account_ids: Vec<String>,
+    /// Exact caller ARNs; the empty string selects unattributed spend.
+    pub principals: Vec<String>,
+    /// Model names.
+    pub models: Vec<String>,
+    /// Region codes.
+    pub regions: Vec<String>,
+    /// Line item types.
+    pub line_item_types: Vec<String>,
+    /// Usage categories.
+    pub usage_categories: Vec<UsageCategory>,
+    /// Tag restrictions, all of which must pass.
+    pub tags: Vec<TagFilter>,
+}
+
+/// A validated query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuerySpec {
+    /// Inclusive start of usage.
+    pub start: DateTime<Utc>,
+    /// Exclusive end of usage.
+    pub end: DateTime<Utc>,
+    /// Restrictions.
+    pub filter: Filter,
+    /// Cost column.
+    pub metric: CostMetric,
+    /// Time bucketing.
+    pub granularity: Granularity,
+    /// Group keys besides currency, in order.
+    pub dimensions: Vec<Dimension>,
+}

@@ -1,0 +1,230 @@
+//! Starting and stopping the gRPC server: bind, report NOT_SERVING while the first
+//! snapshot loads, serve the API with health and reflection, refresh in the background,
+//! and on shutdown flip health to NOT_SERVING before draining.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use bedrock_attribution::{
+    FILE_DESCRIPTOR_SET, v1::attribution_service_server::AttributionServiceServer,
+};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::server::HealthReporter;
+
+use crate::{
+    catalog::{Catalog, source::Source},
+    config::Config,
+    error::Error,
+    rules::bedrock::BedrockRule,
+    service::AttributionApi,
+};
+
+/// The one DataFusion session of the process, shared by every request so that its
+/// caches and object store registry live as long as the server.
+pub fn session() -> SessionContext {
+    let mut config = SessionConfig::new().with_information_schema(false);
+    // Plain Utf8 keeps the normalize step's casts cheap; views buy nothing there.
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    SessionContext::new_with_config(config)
+}
+
+/// A catalog over the configured sources.
+pub fn catalog(sources: &[String], product_codes: Vec<String>) -> Result<Arc<Catalog>, Error> {
+    if sources.is_empty() {
+        return Err(Error::InvalidConfig {
+            reason: "no --source given; pass --source file:///path/to/export or s3://bucket/prefix/export, or --demo".into(),
+        });
+    }
+    let sources = sources
+        .iter()
+        .map(|s| Source::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Arc::new(Catalog::new(
+        sources,
+        session(),
+        BedrockRule::new(product_codes),
+    )))
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    serve: JoinHandle<Result<(), tonic::transport::Error>>,
+    refresher: JoinHandle<()>,
+    ready: watch::Receiver<bool>,
+    catalog: Arc<Catalog>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The catalog being served.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Waits until the first snapshot is being served.
+    pub async fn ready(&self) {
+        let mut ready = self.ready.clone();
+        let _ = ready.wait_for(|r| *r).await;
+    }
+
+    /// Stops accepting work, lets requests in flight finish, and waits for the end.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        let _ = self.shutdown.send(true);
+        self.refresher.abort();
+        match self.serve.await {
+            Ok(result) => result.map_err(|e| Error::InvalidConfig {
+                reason: format!("server failed: {e}"),
+            }),
+            Err(e) => Err(Error::InvalidConfig {
+                reason: format!("server task failed: {e}"),
+            }),
+        }
+    }
+
+    /// Runs until `signal` resolves, then shuts down.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> Result<(), Error> {
+        signal.await;
+        tracing::info!("shutting down");
+        self.shutdown().await
+    }
+}
+
+async fn set_health(reporter: &HealthReporter, serving: bool) {
+    use tonic_health::ServingStatus::{NotServing, Serving};
+    let status = if serving { Serving } else { NotServing };
+    reporter.set_service_status("", status).await;
+    if serving {
+        reporter
+            .set_serving::<AttributionServiceServer<AttributionApi>>()
+            .await;
+    } else {
+        reporter
+            .set_not_serving::<AttributionServiceServer<AttributionApi>>()
+            .await;
+    }
+}
+
+/// Binds `config.server.listen` and starts serving; the first snapshot loads in the
+/// background while health says NOT_SERVING.
+pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandle, Error> {
+    let listener =
+        TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|e| Error::InvalidConfig {
+                reason: format!("cannot listen on {}: {e}", config.server.listen),
+            })?;
+    let addr = listener.local_addr().map_err(|e| Error::InvalidConfig {
+        reason: e.to_string(),
+    })?;
+    let (reporter, health) = tonic_health::server::health_reporter();
+    set_health(&reporter, false).await;
+
+    let reflection = |build: fn(tonic_reflection::server::Builder<'static>) -> Result<_, _>| {
+        build(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+        )
+    };
+    let reflection_v1 =
+        reflection(|b| b.build_v1()).map_err(|e: tonic_reflection::server::Error| {
+            Error::InvalidConfig {
+                reason: format!("reflection: {e}"),
+            }
+        })?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| Error::InvalidConfig {
+            reason: format!("reflection: {e}"),
+        })?;
+
+    let api = AttributionApi::new(catalog.clone(), config.server.query_timeout);
+    let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+    let (ready_tx, ready_rx) = watch::channel(false);
+
+    let health_reporter = reporter.clone();
+    let mut drain = shutdown_rx.clone();
+    let serve = tokio::spawn(
+        tonic::transport::Server::builder()
+            .concurrency_limit_per_connection(config.server.concurrency_per_connection)
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(AttributionServiceServer::new(api))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = drain.wait_for(|stop| *stop).await;
+                set_health(&health_reporter, false).await;
+            }),
+    );
+
+    let refresh_catalog = catalog.clone();
+    let interval = config.data.refresh_interval;
+    let refresher = tokio::spawn(async move {
+        loop {
+            match refresh_catalog.refresh().await {
+                Ok(snapshot) => {
+                    // SERVING while any data is servable.
+                    set_health(
+                        &reporter,
+                        !snapshot.periods.is_empty() || snapshot.problems.is_empty(),
+                    )
+                    .await;
+                    let _ = ready_tx.send(true);
+                }
+                Err(e) => tracing::error!(error = %e, "refresh failed"),
+            }
+            if interval.is_zero() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown_rx.wait_for(|stop| *stop) => break,
+            }
+        }
+    });
+    tracing::info!(%addr, "listening");
+    Ok(ServerHandle {
+        addr,
+        shutdown: shutdown_tx,
+        serve,
+        refresher,
+        ready: ready_rx,
+        catalog,
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

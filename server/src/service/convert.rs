@@ -1,0 +1,367 @@
+//! Proto messages to validated domain types and back. Every check of caller input
+//! happens here, with a message that says what to send instead.
+
+use bedrock_attribution::v1 as pb;
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::{
+    error::Error,
+    query::{CostMetric, Dimension, Filter, Granularity, GroupRow, PrincipalGrouping, TagFilter},
+    rules::{
+        arn::{Principal, PrincipalKind, is_account_id},
+        money,
+        usage::UsageCategory,
+    },
+};
+
+/// Longest tag key accepted (AWS keys are at most 128 characters plus a source prefix).
+const MAX_TAG_KEY_BYTES: usize = 1024;
+/// Most values accepted in one filter list.
+const MAX_FILTER_VALUES: usize = 1000;
+
+fn timestamp(
+    field: &'static str,
+    t: Option<&prost_types::Timestamp>,
+) -> Result<DateTime<Utc>, Error> {
+    let t = t.ok_or_else(|| {
+        Error::invalid(
+            field,
+            "is required (RFC 3339 in JSON, e.g. \"2026-07-01T00:00:00Z\")",
+        )
+    })?;
+    u32::try_from(t.nanos)
+        .ok()
+        .and_then(|nanos| Utc.timestamp_opt(t.seconds, nanos).single())
+        .ok_or_else(|| {
+            Error::invalid(
+                field,
+                format!("{}s {}ns is not a valid timestamp", t.seconds, t.nanos),
+            )
+        })
+}
+
+/// The half-open range `[start, end)`; both ends required, start before end.
+pub fn time_range(range: Option<&pb::TimeRange>) -> Result<(DateTime<Utc>, DateTime<Utc>), Error> {
+    let range = range.ok_or_else(|| {
+        Error::invalid(
+            "time_range",
+            "is required: give start and end (end exclusive)",
+        )
+    })?;
+    let start = timestamp("time_range.start", range.start.as_ref())?;
+    let end = timestamp("time_range.end", range.end.as_ref())?;
+    if end <= start {
+        return Err(Error::invalid(
+            "time_range",
+            format!(
+                "end {} is not after start {}; the range is half-open [start, end)",
+                end.to_rfc3339(),
+                start.to_rfc3339()
+            ),
+        ));
+    }
+    Ok((start, end))
+}
+
+fn enum_value<T: TryFrom<i32>>(field: &'static str, value: i32, known: &str) -> Result<T, Error> {
+    T::try_from(value).map_err(|_| {
+        Error::invalid(
+            field,
+            format!("{value} is not a known value; use one of {known}"),
+        )
+    })
+}
+
+/// The cost metric.
+pub fn metric(value: i32) -> Result<CostMetric, Error> {
+    let m: pb::CostMetric = enum_value(
+        "cost_metric",
+        value,
+        "COST_METRIC_UNBLENDED, COST_METRIC_NET_UNBLENDED, COST_METRIC_BLENDED, COST_METRIC_PUBLIC_ON_DEMAND",
+    )?;
+    Ok(match m {
+        pb::CostMetric::Unblended => CostMetric::Unblended,
+        pb::CostMetric::NetUnblended => CostMetric::NetUnblended,
+        pb::CostMetric::Blended => CostMetric::Blended,
+        pb::CostMetric::PublicOnDemand => CostMetric::PublicOnDemand,
+    })
+}
+
+/// The granularity.
+pub fn granularity(value: i32) -> Result<Granularity, Error> {
+    let g: pb::Granularity = enum_value(
+        "granularity",
+        value,
+        "GRANULARITY_UNSPECIFIED, GRANULARITY_HOURLY, GRANULARITY_DAILY, GRANULARITY_MONTHLY",
+    )?;
+    Ok(match g {
+        pb::Granularity::Unspecified => Granularity::Whole,
+        pb::Granularity::Hourly => Granularity::Hourly,
+        pb::Granularity::Daily => Granularity::Daily,
+        pb::Granularity::Monthly => Granularity::Monthly,
+    })
+}
+
+/// The principal grouping.
+pub fn grouping(field: &'static str, value: i32) -> Result<PrincipalGrouping, Error> {
+    let g: pb::PrincipalGrouping = enum_value(
+        field,
+        value,
+        "PRINCIPAL_GROUPING_ARN, PRINCIPAL_GROUPING_ROLE, PRINCIPAL_GROUPING_ACCOUNT",
+    )?;
+    Ok(match g {
+        pb::PrincipalGrouping::Arn => PrincipalGrouping::Arn,
+        pb::PrincipalGrouping::Role => PrincipalGrouping::Role,
+        pb::PrincipalGrouping::Account => PrincipalGrouping::Account,
+    })
+}
+
+/// A tag key as callers send it: non-empty, bounded, matched exactly.
+pub fn tag_key(field: &'static str, key: &str) -> Result<String, Error> {
+    if key.is_empty() {
+        return Err(Error::invalid(
+            field,
+            "is required: the exact key as in the CUR tags column, e.g. \"iamPrincipal/team\" (ListTagKeys lists them)",
+        ));
+    }
+    if key.len() > MAX_TAG_KEY_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "is {} bytes long; keys are at most {MAX_TAG_KEY_BYTES}",
+                key.len()
+            ),
+        ));
+    }
+    Ok(key.to_owned())
+}
+
+/// Dimensions from proto values; DIMENSION_TAG takes `tag_key`.
+pub fn dimensions(
+    field: &'static str,
+    values: &[i32],
+    tag_key_field: &'static str,
+    tag: &str,
+    principals: PrincipalGrouping,
+) -> Result<Vec<Dimension>, Error> {
+    let mut out = Vec::new();
+    for value in values {
+        let d: pb::Dimension = enum_value(
+            field,
+            *value,
+            "DIMENSION_PRINCIPAL, DIMENSION_MODEL, DIMENSION_ACCOUNT, DIMENSION_REGION, DIMENSION_USAGE_CATEGORY, DIMENSION_TAG, DIMENSION_LINE_ITEM_TYPE",
+        )?;
+        let dimension = match d {
+            pb::Dimension::Unspecified => {
+                return Err(Error::invalid(
+                    field,
+                    "DIMENSION_UNSPECIFIED is not a dimension",
+                ));
+            }
+            pb::Dimension::Principal => Dimension::Principal(principals),
+            pb::Dimension::Model => Dimension::Model,
+            pb::Dimension::Account => Dimension::Account,
+            pb::Dimension::Region => Dimension::Region,
+            pb::Dimension::UsageCategory => Dimension::UsageCategory,
+            pb::Dimension::LineItemType => Dimension::LineItemType,
+            pb::Dimension::Tag => Dimension::Tag(tag_key(tag_key_field, tag)?),
+        };
+        if out.contains(&dimension) {
+            return Err(Error::invalid(
+                field,
+                format!("{} is listed twice", d.as_str_name()),
+            ));
+        }
+        out.push(dimension);
+    }
+    Ok(out)
+}
+
+fn bounded(field: &'static str, values: &[String]) -> Result<Vec<String>, Error> {
+    if values.len() > MAX_FILTER_VALUES {
+        return Err(Error::invalid(
+            field,
+            format!("has {} values; at most {MAX_FILTER_VALUES}", values.len()),
+        ));
+    }
+    Ok(values.to_vec())
+}
+
+fn accounts(field: &'static str, values: &[String]) -> Result<Vec<String>, Error> {
+    if let Some(bad) = values.iter().find(|a| !is_account_id(a)) {
+        return Err(Error::invalid(
+            field,
+            format!("{bad:?} is not a 12-digit AWS account id"),
+        ));
+    }
+    bounded(field, values)
+}
+
+/// The filter (absent = no restriction).
+pub fn filter(filter: Option<&pb::Filter>) -> Result<Filter, Error> {
+    let Some(f) = filter else {
+        return Ok(Filter::default());
+    };
+    let usage_categories = f
+        .usage_categories
+        .iter()
+        .map(|v| {
+            let u: pb::UsageCategory = enum_value(
+                "filter.usage_categories",
+                *v,
+                "USAGE_CATEGORY_ON_DEMAND ... USAGE_CATEGORY_OTHER",
+            )?;
+            u8::try_from(*v)
+                .ok()
+                .and_then(UsageCategory::from_code)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "filter.usage_categories",
+                        format!("{} cannot be filtered on", u.as_str_name()),
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let tags = f
+        .tags
+        .iter()
+        .map(|t| {
+            Ok(TagFilter {
+                key: tag_key("filter.tags.key", &t.key)?,
+                values: bounded("filter.tags.values", &t.values)?,
+                untagged: t.untagged,
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(Filter {
+        account_ids: accounts("filter.account_ids", &f.account_ids)?,
+        payer_account_ids: accounts("filter.payer_account_ids", &f.payer_account_ids)?,
+        principals: bounded("filter.principals", &f.principals)?,
+        models: bounded("filter.models", &f.models)?,
+        regions: bounded("filter.regions", &f.regions)?,
+        line_item_types: bounded("filter.line_item_types", &f.line_item_types)?,
+        usage_categories,
+        tags,
+    })
+}
+
+/// An exact amount as `Money`.
+pub fn money(currency: &str, amount: i128) -> pb::Money {
+    let (units, nanos) = money::units_and_nanos(amount);
+    pb::Money {
+        currency_code: currency.to_owned(),
+        units,
+        nanos,
+        exact: money::exact_string(amount),
+    }
+}
+
+/// Per-currency amounts as `Money` values.
+pub fn moneys<'a>(amounts: impl IntoIterator<Item = (&'a String, &'a i128)>) -> Vec<pb::Money> {
+    amounts.into_iter().map(|(c, a)| money(c, *a)).collect()
+}
+
+/// Token sums as `Tokens`.
+pub fn tokens(t: [i64; 4]) -> pb::Tokens {
+    pb::Tokens {
+        input: t[0],
+        output: t[1],
+        cache_read: t[2],
+        cache_write: t[3],
+    }
+}
+
+fn kind(kind: PrincipalKind) -> pb::PrincipalKind {
+    match kind {
+        PrincipalKind::IamUser => pb::PrincipalKind::IamUser,
+        PrincipalKind::IamRole => pb::PrincipalKind::IamRole,
+        PrincipalKind::AssumedRole => pb::PrincipalKind::AssumedRole,
+        PrincipalKind::FederatedUser => pb::PrincipalKind::FederatedUser,
+        PrincipalKind::Root => pb::PrincipalKind::Root,
+        PrincipalKind::Unattributed => pb::PrincipalKind::Unattributed,
+        PrincipalKind::Other => pb::PrincipalKind::Other,
+    }
+}
+
+/// The `Principal` message of a group key under a grouping.
+pub fn principal(key: Option<&str>, grouping: PrincipalGrouping) -> pb::Principal {
+    match (key, grouping) {
+        (None, _) => pb::Principal {
+            kind: pb::PrincipalKind::Unattributed.into(),
+            ..Default::default()
+        },
+        (Some(account), PrincipalGrouping::Account) if is_account_id(account) => pb::Principal {
+            account_id: account.to_owned(),
+            ..Default::default()
+        },
+        (Some(arn), _) => {
+            let p = Principal::parse(Some(arn));
+            pb::Principal {
+                arn: p.arn,
+                kind: kind(p.kind).into(),
+                account_id: p.account_id,
+                name: p.name,
+                session_name: p.session_name,
+                partition: p.partition,
+            }
+        }
+    }
+}
+
+/// A proto row from a group row, setting the fields the dimensions name.
+pub fn row(group: &GroupRow, dimensions: &[Dimension]) -> pb::Row {
+    let mut row = pb::Row {
+        cost: Some(money(&group.currency, group.cost)),
+        tokens: Some(tokens(group.tokens)),
+        line_items: group.line_items,
+        period_start: group.bucket.map(|us| prost_types::Timestamp {
+            seconds: us.div_euclid(1_000_000),
+            nanos: (us.rem_euclid(1_000_000) * 1000) as i32,
+        }),
+        ..Default::default()
+    };
+    for (dimension, key) in dimensions.iter().zip(&group.keys) {
+        let text = key.clone().unwrap_or_default();
+        match dimension {
+            Dimension::Principal(grouping) => {
+                row.principal = Some(principal(key.as_deref(), *grouping))
+            }
+            Dimension::Model => row.model = text,
+            Dimension::Account => row.account_id = text,
+            Dimension::Region => row.region = text,
+            Dimension::LineItemType => row.line_item_type = text,
+            Dimension::UsageCategory => {
+                row.usage_category = text
+                    .parse::<i32>()
+                    .unwrap_or(pb::UsageCategory::Other as i32);
+            }
+            Dimension::Tag(tag_key) => {
+                row.tag = Some(pb::TagValue {
+                    key: tag_key.clone(),
+                    value: text,
+                    untagged: key.is_none(),
+                });
+            }
+        }
+    }
+    row
+}
+
+/// A problem as a proto message.
+pub fn problem(p: &crate::snapshot::Problem) -> pb::Problem {
+    pb::Problem {
+        at: Some(time(p.at)),
+        source: p.source.clone(),
+        billing_period: p.period.clone().unwrap_or_default(),
+        file: p.file.clone(),
+        message: p.message.clone(),
+    }
+}
+
+/// A time as a proto timestamp.
+pub fn time(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}

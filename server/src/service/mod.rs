@@ -1,0 +1,477 @@
+//! The tonic adapter: validate, convert to domain types, query, convert back. No query
+//! logic lives here.
+
+pub mod convert;
+pub mod deadline;
+
+use std::{sync::Arc, time::Duration};
+
+use bedrock_attribution::v1::{self as pb, attribution_service_server::AttributionService};
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    catalog::Catalog,
+    error::Error,
+    query::{self, Dimension, QuerySpec, discovery, page},
+    snapshot::Snapshot,
+};
+
+/// Answers the `AttributionService` RPCs from the catalog's current snapshot.
+#[derive(Debug, Clone)]
+pub struct AttributionApi {
+    catalog: Arc<Catalog>,
+    query_timeout: Duration,
+}
+
+/// The parts shared by the three grouped answers.
+struct Grouped {
+    rows: Vec<pb::Row>,
+    next_page_token: String,
+    totals: Vec<pb::Money>,
+    total_tokens: pb::Tokens,
+    info: pb::AnswerInfo,
+}
+
+fn fingerprint<M: Message + Clone>(rpc: &str, message: &M, clear: impl FnOnce(&mut M)) -> u64 {
+    let mut m = message.clone();
+    clear(&mut m);
+    let mut bytes = rpc.as_bytes().to_vec();
+    bytes.extend(m.encode_to_vec());
+    page::fingerprint(&bytes)
+}
+
+/// Remarks on periods in the range that lack columns the dimensions need.
+fn notes(snapshot: &Snapshot, spec: &QuerySpec) -> Vec<String> {
+    let (start, end) = (spec.start.timestamp_micros(), spec.end.timestamp_micros());
+    let lacking = |column: &str| -> Vec<String> {
+        snapshot
+            .periods
+            .iter()
+            .filter(|p| p.overlaps(start, end) && p.missing_columns.iter().any(|c| c == column))
+            .map(|p| p.period.clone())
+            .collect()
+    };
+    let mut notes = Vec::new();
+    let principals = spec
+        .dimensions
+        .iter()
+        .any(|d| matches!(d, Dimension::Principal(_)))
+        || !spec.filter.principals.is_empty();
+    let caller_less = lacking("line_item_iam_principal");
+    if principals && !caller_less.is_empty() {
+        notes.push(format!(
+            "billing periods {} have no caller identity column; their spend is UNATTRIBUTED",
+            caller_less.join(", ")
+        ));
+    }
+    let tags = spec
+        .dimensions
+        .iter()
+        .any(|d| matches!(d, Dimension::Tag(_)))
+        || !spec.filter.tags.is_empty();
+    let tag_less = lacking("tags");
+    if tags && !tag_less.is_empty() {
+        notes.push(format!(
+            "billing periods {} have no tags column; their spend is UNTAGGED",
+            tag_less.join(", ")
+        ));
+    }
+    notes
+}
+
+impl AttributionApi {
+    /// An API over `catalog`; each query gets at most `query_timeout` (or the caller's
+    /// shorter deadline).
+    pub fn new(catalog: Arc<Catalog>, query_timeout: Duration) -> Self {
+        Self {
+            catalog,
+            query_timeout,
+        }
+    }
+
+    async fn grouped<T>(
+        &self,
+        request: &Request<T>,
+        spec: QuerySpec,
+        page_size: i32,
+        page_token: &str,
+        fingerprint: u64,
+        per_million: bool,
+    ) -> Result<Grouped, Error> {
+        let snapshot = self.catalog.require_snapshot()?;
+        let page = page::request(page_size, page_token, snapshot.version, fingerprint)?;
+        let timeout = deadline::effective(request.metadata(), self.query_timeout);
+        let answer = tokio::time::timeout(
+            timeout,
+            query::run(self.catalog.session(), &snapshot, &spec),
+        )
+        .await
+        .map_err(|_| Error::Deadline)??;
+        let rows = page::slice(&answer.rows, page)
+            .iter()
+            .map(|group| {
+                let mut row = convert::row(group, &spec.dimensions);
+                if per_million {
+                    let all: i64 = group.tokens.iter().sum();
+                    row.cost_per_million_tokens =
+                        crate::rules::money::per_million_tokens(group.cost, all)
+                            .map(|a| convert::money(&group.currency, a));
+                }
+                row
+            })
+            .collect();
+        Ok(Grouped {
+            rows,
+            next_page_token: page::next_token(
+                page,
+                answer.rows.len(),
+                snapshot.version,
+                fingerprint,
+            ),
+            totals: answer
+                .totals
+                .iter()
+                .map(|(c, a)| convert::money(c, *a))
+                .collect(),
+            total_tokens: convert::tokens(answer.tokens),
+            info: pb::AnswerInfo {
+                snapshot_version: snapshot.version,
+                notes: notes(&snapshot, &spec),
+            },
+        })
+    }
+
+    async fn run_discovery<T>(
+        &self,
+        request: &Request<T>,
+        spec: &QuerySpec,
+    ) -> Result<(Arc<Snapshot>, query::Answer), Error> {
+        let snapshot = self.catalog.require_snapshot()?;
+        let timeout = deadline::effective(request.metadata(), self.query_timeout);
+        let answer =
+            tokio::time::timeout(timeout, query::run(self.catalog.session(), &snapshot, spec))
+                .await
+                .map_err(|_| Error::Deadline)??;
+        Ok((snapshot, answer))
+    }
+}
+
+fn spec(
+    range: Option<&pb::TimeRange>,
+    filter: Option<&pb::Filter>,
+    metric: i32,
+    granularity: i32,
+    dimensions: Vec<Dimension>,
+) -> Result<QuerySpec, Error> {
+    let (start, end) = convert::time_range(range)?;
+    Ok(QuerySpec {
+        start,
+        end,
+        filter: convert::filter(filter)?,
+        metric: convert::metric(metric)?,
+        granularity: convert::granularity(granularity)?,
+        dimensions,
+    })
+}
+
+#[tonic::async_trait]
+impl AttributionService for AttributionApi {
+    async fn cost_by_principal(
+        &self,
+        request: Request<pb::CostByPrincipalRequest>,
+    ) -> Result<Response<pb::CostByPrincipalResponse>, Status> {
+        let r = request.get_ref();
+        let grouping = convert::grouping("grouping", r.grouping)?;
+        let mut dimensions = vec![Dimension::Principal(grouping)];
+        dimensions.extend(convert::dimensions(
+            "also_group_by",
+            &r.also_group_by,
+            "also_group_by_tag_key",
+            &r.also_group_by_tag_key,
+            grouping,
+        )?);
+        let spec = spec(
+            r.time_range.as_ref(),
+            r.filter.as_ref(),
+            r.cost_metric,
+            r.granularity,
+            dimensions,
+        )?;
+        let fp = fingerprint("CostByPrincipal", r, |m| {
+            m.page_token.clear();
+            m.page_size = 0;
+        });
+        let g = self
+            .grouped(&request, spec, r.page_size, &r.page_token, fp, false)
+            .await?;
+        Ok(Response::new(pb::CostByPrincipalResponse {
+            rows: g.rows,
+            next_page_token: g.next_page_token,
+            totals: g.totals,
+            total_tokens: Some(g.total_tokens),
+            info: Some(g.info),
+        }))
+    }
+
+    async fn cost_by_tag(
+        &self,
+        request: Request<pb::CostByTagRequest>,
+    ) -> Result<Response<pb::CostByTagResponse>, Status> {
+        let r = request.get_ref();
+        let grouping = convert::grouping("principal_grouping", r.principal_grouping)?;
+        let mut dimensions = vec![Dimension::Tag(convert::tag_key("tag_key", &r.tag_key)?)];
+        dimensions.extend(convert::dimensions(
+            "also_group_by",
+            &r.also_group_by,
+            "also_group_by_tag_key",
+            &r.also_group_by_tag_key,
+            grouping,
+        )?);
+        if dimensions.iter().filter(|d| **d == dimensions[0]).count() > 1 {
+            return Err(Error::invalid(
+                "also_group_by_tag_key",
+                "repeats tag_key; name a different key or drop DIMENSION_TAG",
+            )
+            .into());
+        }
+        let spec = spec(
+            r.time_range.as_ref(),
+            r.filter.as_ref(),
+            r.cost_metric,
+            r.granularity,
+            dimensions,
+        )?;
+        let fp = fingerprint("CostByTag", r, |m| {
+            m.page_token.clear();
+            m.page_size = 0;
+        });
+        let g = self
+            .grouped(&request, spec, r.page_size, &r.page_token, fp, false)
+            .await?;
+        Ok(Response::new(pb::CostByTagResponse {
+            rows: g.rows,
+            next_page_token: g.next_page_token,
+            totals: g.totals,
+            total_tokens: Some(g.total_tokens),
+            info: Some(g.info),
+        }))
+    }
+
+    async fn token_usage(
+        &self,
+        request: Request<pb::TokenUsageRequest>,
+    ) -> Result<Response<pb::TokenUsageResponse>, Status> {
+        let r = request.get_ref();
+        let grouping = convert::grouping("principal_grouping", r.principal_grouping)?;
+        let dimensions =
+            convert::dimensions("group_by", &r.group_by, "tag_key", &r.tag_key, grouping)?;
+        let spec = spec(
+            r.time_range.as_ref(),
+            r.filter.as_ref(),
+            r.cost_metric,
+            r.granularity,
+            dimensions,
+        )?;
+        let fp = fingerprint("TokenUsage", r, |m| {
+            m.page_token.clear();
+            m.page_size = 0;
+        });
+        let g = self
+            .grouped(&request, spec, r.page_size, &r.page_token, fp, true)
+            .await?;
+        Ok(Response::new(pb::TokenUsageResponse {
+            rows: g.rows,
+            next_page_token: g.next_page_token,
+            totals: g.totals,
+            total_tokens: Some(g.total_tokens),
+            info: Some(g.info),
+        }))
+    }
+
+    async fn list_principals(
+        &self,
+        request: Request<pb::ListPrincipalsRequest>,
+    ) -> Result<Response<pb::ListPrincipalsResponse>, Status> {
+        let r = request.get_ref();
+        let grouping = convert::grouping("grouping", r.grouping)?;
+        let spec = spec(
+            r.time_range.as_ref(),
+            r.filter.as_ref(),
+            0,
+            0,
+            vec![Dimension::Principal(grouping)],
+        )?;
+        let fp = fingerprint("ListPrincipals", r, |m| {
+            m.page_token.clear();
+            m.page_size = 0;
+        });
+        let (snapshot, answer) = self.run_discovery(&request, &spec).await?;
+        let page = page::request(r.page_size, &r.page_token, snapshot.version, fp)?;
+        let all = discovery::by_first_key(&answer);
+        let principals = page::slice(&all, page)
+            .iter()
+            .map(|(key, s)| pb::PrincipalSummary {
+                principal: Some(convert::principal(key.as_deref(), grouping)),
+                cost: convert::moneys(&s.cost),
+                tokens: Some(convert::tokens(s.tokens)),
+                line_items: s.line_items,
+            })
+            .collect();
+        Ok(Response::new(pb::ListPrincipalsResponse {
+            principals,
+            next_page_token: page::next_token(page, all.len(), snapshot.version, fp),
+            info: Some(pb::AnswerInfo {
+                snapshot_version: snapshot.version,
+                notes: notes(&snapshot, &spec),
+            }),
+        }))
+    }
+
+    async fn list_tag_keys(
+        &self,
+        request: Request<pb::ListTagKeysRequest>,
+    ) -> Result<Response<pb::ListTagKeysResponse>, Status> {
+        let r = request.get_ref();
+        let spec = spec(r.time_range.as_ref(), r.filter.as_ref(), 0, 0, Vec::new())?;
+        let fp = fingerprint("ListTagKeys", r, |m| {
+            m.page_token.clear();
+            m.page_size = 0;
+        });
+        let snapshot = self.catalog.require_snapshot()?;
+        let page = page::request(r.page_size, &r.page_token, snapshot.version, fp)?;
+        let timeout = deadline::effective(request.metadata(), self.query_timeout);
+        let (keys, total) = tokio::time::timeout(
+            timeout,
+            discovery::tag_keys(self.catalog.session(), &snapshot, &spec),
+        )
+        .await
+        .map_err(|_| Error::Deadline)??;
+        let keys: Vec<_> = keys
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&r.key_prefix))
+            .collect();
+        let tag_keys = page::slice(&keys, page)
+            .iter()
+            .map(|(key, reach)| pb::TagKeySummary {
+                key: key.clone(),
+                line_items: reach.line_items,
+                cost: convert::moneys(&reach.cost),
+                distinct_values: reach.values.len() as i64,
+            })
+            .collect();
+        Ok(Response::new(pb::ListTagKeysResponse {
+            tag_keys,
+            next_page_token: page::next_token(page, keys.len(), snapshot.version, fp),
+            total_line_items: total,
+            info: Some(pb::AnswerInfo {
+                snapshot_version: snapshot.version,
+                notes: notes(
+                    &snapshot,
+                    &QuerySpec {
+                        dimensions: vec![Dimension::Tag(String::new())],
+                        ..spec
+                    },
+                ),
+            }),
+        }))
+    }
+
+    async fn list_models(
+        &self,
+        request: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let r = request.get_ref();
+        let spec = spec(
+            r.time_range.as_ref(),
+            r.filter.as_ref(),
+            0,
+            0,
+            vec![Dimension::Model],
+        )?;
+        let fp = fingerprint("ListModels", r, |m| {
+            m.page_token.clear();
+            m.page_size = 0;
+        });
+        let (snapshot, answer) = self.run_discovery(&request, &spec).await?;
+        let page = page::request(r.page_size, &r.page_token, snapshot.version, fp)?;
+        let all = discovery::by_first_key(&answer);
+        let models = page::slice(&all, page)
+            .iter()
+            .map(|(model, s)| pb::ModelSummary {
+                model: model.clone().unwrap_or_default(),
+                cost: convert::moneys(&s.cost),
+                tokens: Some(convert::tokens(s.tokens)),
+                line_items: s.line_items,
+            })
+            .collect();
+        Ok(Response::new(pb::ListModelsResponse {
+            models,
+            next_page_token: page::next_token(page, all.len(), snapshot.version, fp),
+            info: Some(pb::AnswerInfo {
+                snapshot_version: snapshot.version,
+                notes: Vec::new(),
+            }),
+        }))
+    }
+
+    async fn data_status(
+        &self,
+        _request: Request<pb::DataStatusRequest>,
+    ) -> Result<Response<pb::DataStatusResponse>, Status> {
+        let snapshot = self.catalog.require_snapshot()?;
+        let periods = snapshot
+            .periods
+            .iter()
+            .map(|p| pb::PeriodStatus {
+                source: p.source.clone(),
+                billing_period: p.period.clone(),
+                file_list: p.origin.name().to_owned(),
+                files: p.files as i64,
+                rows_read: p.rows_read as i64,
+                bedrock_line_items: p.line_items as i64,
+                bytes: p.bytes as i64,
+                last_modified: p.last_modified.map(convert::time),
+                missing_columns: p.missing_columns.clone(),
+                execution: p.execution.clone().unwrap_or_default(),
+            })
+            .collect();
+        let schema_notes = snapshot
+            .periods
+            .iter()
+            .filter(|p| !p.missing_columns.is_empty())
+            .map(|p| {
+                format!(
+                    "{} {}: no {} column (read as NULL)",
+                    p.source,
+                    p.period,
+                    p.missing_columns.join(", ")
+                )
+            })
+            .collect();
+        Ok(Response::new(pb::DataStatusResponse {
+            sources: snapshot.sources.clone(),
+            periods,
+            total_line_items: snapshot.line_items() as i64,
+            last_refresh: Some(convert::time(snapshot.built_at)),
+            problems: snapshot.problems.iter().map(convert::problem).collect(),
+            snapshot_version: snapshot.version,
+            schema_notes,
+        }))
+    }
+
+    async fn refresh(
+        &self,
+        _request: Request<pb::RefreshRequest>,
+    ) -> Result<Response<pb::RefreshResponse>, Status> {
+        let started = std::time::Instant::now();
+        let snapshot = self.catalog.refresh().await?;
+        Ok(Response::new(pb::RefreshResponse {
+            snapshot_version: snapshot.version,
+            periods: snapshot.periods.len() as i64,
+            line_items: snapshot.line_items() as i64,
+            problems: snapshot.problems.iter().map(convert::problem).collect(),
+            duration_ms: started.elapsed().as_millis() as i64,
+        }))
+    }
+}

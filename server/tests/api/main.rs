@@ -1,0 +1,10 @@
+//! Integration tests: the real server on an ephemeral loopback port, called through the
+//! generated client crate, over generated CUR 2.0 exports.
+
+#![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
+
+mod common;
+mod golden;
+mod invalid;
+mod queries;
+mod reference;
