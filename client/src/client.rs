@@ -46,9 +46,14 @@ impl ClientBuilder {
         self
     }
 
-    /// Connects to the server.
+    /// Connects to the server. A URL without a scheme (`host:port`) means `http://`.
     pub async fn build(self) -> Result<Client, Error> {
-        let endpoint = Endpoint::from_shared(self.url.clone())
+        let url = if self.url.contains("://") {
+            self.url.clone()
+        } else {
+            format!("http://{}", self.url)
+        };
+        let endpoint = Endpoint::from_shared(url)
             .map_err(|e| {
                 Error::invalid_argument(format!("invalid server url {:?}: {e}", self.url))
             })?

@@ -184,7 +184,9 @@ fn range() -> Option<proto::TimeRange> {
 #[tokio::test]
 async fn follows_pages_over_grpc() {
     let (url, _stop) = serve().await;
-    let client = Client::connect(url).await.expect("connect");
+    // Without a scheme, the client assumes plain http.
+    let bare = url.trim_start_matches("http://").to_owned();
+    let client = Client::connect(bare).await.expect("connect");
     let all = client
         .token_usage_all(proto::TokenUsageRequest {
             time_range: range(),

@@ -20,6 +20,8 @@ pub enum DimColumn {
     Principal(proto::PrincipalGrouping),
     /// The value of the tag key.
     Tag,
+    /// CostByTag only: the value of the second tag key (`also_group_by_tag_key`).
+    AlsoTag,
     /// The model name.
     Model,
     /// The usage account.
@@ -56,12 +58,16 @@ impl RowLayout {
         )
     }
 
-    /// Columns of a CostByTag answer: the tag value, then `also_group_by`.
-    ///
-    /// A row holds a single tag value, so a second tag key (`also_group_by_tag_key`)
-    /// adds no column of its own.
+    /// Columns of a CostByTag answer: the tag value, then `also_group_by`, where a
+    /// second tag key shows as its own column (`Row.also_tag`).
     pub fn cost_by_tag(request: &proto::CostByTagRequest) -> Self {
-        let also = dims(request.also_group_by(), request.principal_grouping());
+        let also = dims(request.also_group_by(), request.principal_grouping()).map(|d| {
+            if d == DimColumn::Tag {
+                DimColumn::AlsoTag
+            } else {
+                d
+            }
+        });
         RowLayout::new(
             std::iter::once(DimColumn::Tag).chain(also),
             request.granularity(),
@@ -141,6 +147,7 @@ fn dim_column(dim: DimColumn) -> Column {
     match dim {
         DimColumn::Principal(_) => Column::text("PRINCIPAL", "principal"),
         DimColumn::Tag => Column::text("TAG", "tag"),
+        DimColumn::AlsoTag => Column::text("TAG 2", "also_tag"),
         DimColumn::Model => Column::text("MODEL", "model"),
         DimColumn::Account => Column::text("ACCOUNT", "account_id"),
         DimColumn::Region => Column::text("REGION", "region"),
@@ -165,6 +172,11 @@ fn dim_cell(dim: DimColumn, row: &proto::Row, table: bool) -> String {
             .map(|p| labels::principal(p, grouping))
             .unwrap_or_default(),
         DimColumn::Tag => row.tag.as_ref().map(labels::tag_value).unwrap_or_default(),
+        DimColumn::AlsoTag => row
+            .also_tag
+            .as_ref()
+            .map(labels::tag_value)
+            .unwrap_or_default(),
         DimColumn::Model => or_none(&row.model),
         DimColumn::Account => row.account_id.clone(),
         DimColumn::Region => or_none(&row.region),
@@ -264,6 +276,8 @@ struct JsonRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     tag: Option<JsonTag>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    also_tag: Option<JsonTag>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     account_id: Option<String>,
@@ -295,6 +309,7 @@ fn rows_document(layout: &RowLayout, answer: &AllRows) -> Result<RowsDocument, C
         let mut json = JsonRow {
             principal: None,
             tag: None,
+            also_tag: None,
             model: None,
             account_id: None,
             region: None,
@@ -320,9 +335,14 @@ fn rows_document(layout: &RowLayout, answer: &AllRows) -> Result<RowsDocument, C
                         *grouping,
                     ));
                 }
-                DimColumn::Tag => {
-                    let tag = row.tag.clone().unwrap_or_default();
-                    json.tag = Some(JsonTag {
+                DimColumn::Tag | DimColumn::AlsoTag => {
+                    let (source, target) = if *dim == DimColumn::Tag {
+                        (&row.tag, &mut json.tag)
+                    } else {
+                        (&row.also_tag, &mut json.also_tag)
+                    };
+                    let tag = source.clone().unwrap_or_default();
+                    *target = Some(JsonTag {
                         key: tag.key,
                         value: tag.value,
                         untagged: tag.untagged,
@@ -475,7 +495,8 @@ mod tests {
             by_tag.dimensions,
             [
                 DimColumn::Tag,
-                DimColumn::Principal(proto::PrincipalGrouping::Role)
+                DimColumn::Principal(proto::PrincipalGrouping::Role),
+                DimColumn::AlsoTag
             ]
         );
         assert!(!by_tag.period);

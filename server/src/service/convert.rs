@@ -336,11 +336,17 @@ pub fn row(group: &GroupRow, dimensions: &[Dimension]) -> pb::Row {
                     .unwrap_or(pb::UsageCategory::Other as i32);
             }
             Dimension::Tag(tag_key) => {
-                row.tag = Some(pb::TagValue {
+                let tag = Some(pb::TagValue {
                     key: tag_key.clone(),
                     value: text,
                     untagged: key.is_none(),
                 });
+                // A second tag dimension (CostByTag's also_group_by) has its own field.
+                if row.tag.is_none() {
+                    row.tag = tag;
+                } else {
+                    row.also_tag = tag;
+                }
             }
         }
     }

@@ -485,6 +485,43 @@ async fn golden_month_by_principal_role_account_and_tag() {
         .map(|r| (r.tag.clone().unwrap().value, r.cost.clone().unwrap().exact))
         .collect();
     assert_eq!(cc, vec![("CC 1".to_string(), "0.0600000000".to_string())]);
+
+    let two_keys = server
+        .client
+        .cost_by_tag_all(proto::CostByTagRequest {
+            time_range: july,
+            tag_key: "iamPrincipal/team".into(),
+            also_group_by: vec![Dimension::Tag.into()],
+            also_group_by_tag_key: "iamPrincipal/cost center".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pairs: Vec<(String, String, String)> = two_keys
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.tag.clone().unwrap().value,
+                r.also_tag.clone().unwrap().value,
+                r.cost.clone().unwrap().exact,
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![
+            (String::new(), String::new(), "480.3850000000".into()),
+            ("search".into(), String::new(), "7.5000000000".into()),
+            ("risk".into(), String::new(), "0.0740740680".into()),
+            ("risk".into(), "CC 1".into(), "0.0600000000".into()),
+            (String::new(), String::new(), "0.0150000000".into()),
+        ]
+    );
+    assert_eq!(
+        two_keys.rows[3].also_tag.clone().unwrap().key,
+        "iamPrincipal/cost center"
+    );
     server.stop().await;
 }
 

@@ -15,6 +15,8 @@ Each ROOT is a local export root holding data/ and metadata/.  Only `duckdb` is 
 
 import glob
 import json
+import statistics
+import time
 import os
 import re
 import sys
@@ -474,21 +476,42 @@ def run_query(con, spec):
     return out
 
 
-def run(roots, specs):
+def run(roots, specs, repeat=0):
+    """Answers every query; with repeat > 0 also times the load and each query
+    (median of `repeat` runs, in seconds), for the benchmark."""
+    started = time.perf_counter()
     con = build(roots)
+    load_s = time.perf_counter() - started
     results = {}
+    timings = {}
     for q in specs.get("queries", []):
         results[q["id"]] = run_query(con, q)
-    return {"results": results}
+        if repeat > 0:
+            runs = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                run_query(con, q)
+                runs.append(time.perf_counter() - t0)
+            timings[q["id"]] = statistics.median(runs)
+    out = {"results": results}
+    if repeat > 0:
+        out["timings"] = {"load_s": load_s, "queries": timings}
+    return out
 
 
 def main(argv):
-    roots = argv[1:]
+    args = argv[1:]
+    repeat = 0
+    if "--repeat" in args:
+        at = args.index("--repeat")
+        repeat = int(args[at + 1])
+        del args[at:at + 2]
+    roots = args
     if not roots:
         print(__doc__, file=sys.stderr)
         return 2
     specs = json.load(sys.stdin)
-    json.dump(run(roots, specs), sys.stdout)
+    json.dump(run(roots, specs, repeat), sys.stdout)
     sys.stdout.write("\n")
     return 0
 
