@@ -54,8 +54,116 @@ pub struct DataConfig {
     pub product_codes: Vec<String>,
 
     /// How often the sources are re-read in the background (e.g. 15m, 1h; 0 disables).
+    /// Only periods whose manifest or files changed are read again.
     #[arg(long, env = "BEDROCK_ATTRIBUTION_REFRESH_INTERVAL", default_value = "15m", value_parser = parse_duration)]
     pub refresh_interval: Duration,
+
+    /// How object stores are reached.
+    #[command(flatten)]
+    pub store: StoreConfig,
+}
+
+/// Object store clients: timeouts, retries and request concurrency, per bucket.
+#[derive(Debug, Clone, Args)]
+pub struct StoreConfig {
+    /// Longest one request to a cloud store may take, including reading its body.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_STORE_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub store_request_timeout: Duration,
+
+    /// Longest to wait for a connection to a cloud store.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_STORE_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub store_connect_timeout: Duration,
+
+    /// Retries of a failed request (5xx, 429, timeouts, dropped connections).
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_STORE_MAX_RETRIES",
+        default_value_t = 10
+    )]
+    pub store_max_retries: usize,
+
+    /// No retry starts after this long since the first attempt of a request.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_STORE_RETRY_TIMEOUT", default_value = "3m", value_parser = parse_duration)]
+    pub store_retry_timeout: Duration,
+
+    /// Wait before the first retry; later waits grow by --store-backoff-base.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_STORE_BACKOFF_INITIAL", default_value = "100ms", value_parser = parse_duration)]
+    pub store_backoff_initial: Duration,
+
+    /// Longest wait between two retries.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_STORE_BACKOFF_MAX", default_value = "15s", value_parser = parse_duration)]
+    pub store_backoff_max: Duration,
+
+    /// Growth factor of the wait between retries (at least 1).
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_STORE_BACKOFF_BASE", default_value_t = 2.0, value_parser = parse_backoff_base)]
+    pub store_backoff_base: f64,
+
+    /// Requests in flight at once to one bucket; more wait their turn.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_STORE_MAX_CONCURRENT_REQUESTS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub store_max_concurrent_requests: u32,
+
+    /// Extra object_store setting for cloud stores, KEY=VALUE, repeatable (comma-separated
+    /// in the environment variable): e.g. aws_endpoint=http://127.0.0.1:9000,
+    /// aws_region=eu-west-1, google_service_account=/path/key.json,
+    /// azure_storage_account_name=acct. Each setting goes to the stores whose builder knows
+    /// the key; a key that no builder knows is an error. Prefer the standard AWS_*,
+    /// GOOGLE_* and AZURE_* environment variables for credentials.
+    #[arg(long = "store-option", env = "BEDROCK_ATTRIBUTION_STORE_OPTIONS", value_delimiter = ',', value_parser = parse_store_option)]
+    pub store_options: Vec<StoreOption>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            store_request_timeout: Duration::from_secs(30),
+            store_connect_timeout: Duration::from_secs(5),
+            store_max_retries: 10,
+            store_retry_timeout: Duration::from_secs(180),
+            store_backoff_initial: Duration::from_millis(100),
+            store_backoff_max: Duration::from_secs(15),
+            store_backoff_base: 2.0,
+            store_max_concurrent_requests: 32,
+            store_options: Vec::new(),
+        }
+    }
+}
+
+/// One `KEY=VALUE` object_store setting.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreOption {
+    /// The object_store configuration key, lowercase (`aws_endpoint`).
+    pub key: String,
+    /// Its value.
+    pub value: String,
+}
+
+impl std::fmt::Debug for StoreOption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values may be secrets: never print them.
+        write!(f, "{}=***", self.key)
+    }
+}
+
+/// Parses `KEY=VALUE`.
+pub fn parse_store_option(s: &str) -> Result<StoreOption, String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE, e.g. aws_region=eu-west-1"))?;
+    let key = key.trim().to_ascii_lowercase();
+    if key.is_empty() {
+        return Err(format!("{s:?} has an empty key"));
+    }
+    Ok(StoreOption {
+        key,
+        value: value.trim().to_owned(),
+    })
+}
+
+fn parse_backoff_base(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(b) if b.is_finite() && b >= 1.0 => Ok(b),
+        _ => Err(format!("{s:?} is not a number of at least 1, e.g. 2")),
+    }
 }
 
 /// The gRPC listener.
@@ -125,5 +233,65 @@ mod tests {
         assert_eq!(c.data.sources, ["file:///a", "s3://b/p"]);
         assert_eq!(c.data.product_codes.len(), 3);
         assert_eq!(c.server.query_timeout, Duration::from_secs(30));
+        assert_eq!(c.data.refresh_interval, Duration::from_secs(900));
+        let d = StoreConfig::default();
+        let s = &c.data.store;
+        assert_eq!(
+            (
+                s.store_request_timeout,
+                s.store_connect_timeout,
+                s.store_max_retries,
+                s.store_retry_timeout,
+                s.store_backoff_initial,
+                s.store_backoff_max,
+                s.store_max_concurrent_requests,
+            ),
+            (
+                d.store_request_timeout,
+                d.store_connect_timeout,
+                d.store_max_retries,
+                d.store_retry_timeout,
+                d.store_backoff_initial,
+                d.store_backoff_max,
+                d.store_max_concurrent_requests,
+            ),
+            "flag defaults and StoreConfig::default agree"
+        );
+        assert_eq!(s.store_backoff_base, d.store_backoff_base);
+    }
+
+    #[test]
+    fn store_flags_parse() {
+        let c = Config::try_parse_from([
+            "x",
+            "--store-request-timeout",
+            "2s",
+            "--store-max-retries",
+            "3",
+            "--store-backoff-base",
+            "1.5",
+            "--store-max-concurrent-requests",
+            "4",
+            "--store-option",
+            "AWS_ENDPOINT=http://127.0.0.1:9000",
+            "--store-option",
+            "aws_region=eu-west-1",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let s = &c.data.store;
+        assert_eq!(s.store_request_timeout, Duration::from_secs(2));
+        assert_eq!(s.store_max_retries, 3);
+        assert_eq!(s.store_backoff_base, 1.5);
+        assert_eq!(s.store_max_concurrent_requests, 4);
+        assert_eq!(s.store_options[0].key, "aws_endpoint");
+        assert_eq!(s.store_options[0].value, "http://127.0.0.1:9000");
+        assert_eq!(format!("{:?}", s.store_options[1]), "aws_region=***");
+        for bad in [
+            ["x", "--store-option", "novalue"],
+            ["x", "--store-backoff-base", "0.5"],
+            ["x", "--store-max-concurrent-requests", "0"],
+        ] {
+            assert!(Config::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -31,6 +31,21 @@ pub enum Error {
         /// Which limit, and how to stay under it.
         reason: String,
     },
+    /// The request's time range touches data that has never been read successfully.
+    #[error(
+        "{} of {export} cannot be served: {file}: {reason}; it has never been read successfully, so any answer would miss its spend; fix the export or narrow the time range to other billing periods",
+        period.as_deref().map_or_else(|| "the export".to_owned(), |p| format!("billing period {p}"))
+    )]
+    DataUnavailable {
+        /// Export root URL.
+        export: String,
+        /// `YYYY-MM`; `None` when the export itself could never be listed.
+        period: Option<String>,
+        /// The object that failed.
+        file: String,
+        /// Why it failed.
+        reason: String,
+    },
     /// No snapshot has been built yet.
     #[error("the billing data is still loading; retry in a few seconds")]
     NotReady,
@@ -54,6 +69,7 @@ impl From<Error> for Status {
             Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::InvalidConfig { .. } => Code::FailedPrecondition,
             Error::StalePageToken { .. } => Code::FailedPrecondition,
+            Error::DataUnavailable { .. } => Code::FailedPrecondition,
             Error::TooLarge { .. } => Code::ResourceExhausted,
             Error::NotReady => Code::Unavailable,
             Error::Deadline => Code::DeadlineExceeded,

@@ -42,7 +42,7 @@ async fn main() -> ExitCode {
         }
     }
     let result = async {
-        let catalog = server::catalog(&config.data.sources, config.data.product_codes.clone())?;
+        let catalog = server::catalog_from(&config.data)?;
         let handle = server::start(&config, catalog).await?;
         handle.run_until(server::shutdown_signal()).await
     }

@@ -7,21 +7,43 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 use bedrock_attribution::{
     FILE_DESCRIPTOR_SET, v1::attribution_service_server::AttributionServiceServer,
 };
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::{
+    execution::{cache::cache_manager::CacheManagerConfig, runtime_env::RuntimeEnvBuilder},
+    prelude::{SessionConfig, SessionContext},
+};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::server::HealthReporter;
 
 use crate::{
-    catalog::{Catalog, source::Source},
-    config::Config,
+    catalog::{Catalog, source::Source, stores::StoreRegistry},
+    config::{Config, DataConfig, StoreConfig},
     error::Error,
     rules::bedrock::BedrockRule,
     service::AttributionApi,
 };
 
+/// The DataFusion cache settings of the session: every file cache off.
+///
+/// DataFusion 55 caches directory listings (forever, by default), parquet footers and
+/// file statistics, validating the last two by size and modification time only. Export
+/// files are rewritten in place under the same key, and S3 modification times have
+/// whole seconds, so a same-size rewrite within a second would be served from a footer
+/// of the previous content. The catalog reads a file only when its fingerprint (ETag,
+/// size, time) changed, so the caches would save at most one footer read per changed
+/// file; correctness wins.
+pub fn cache_config() -> CacheManagerConfig {
+    CacheManagerConfig::default()
+        .with_list_files_cache(None)
+        .with_list_files_cache_limit(0)
+        .with_file_statistics_cache(None)
+        .with_file_statistics_cache_limit(0)
+        .with_file_metadata_cache(None)
+        .with_metadata_cache_limit(0)
+}
+
 /// The one DataFusion session of the process, shared by every request so that its
-/// caches and object store registry live as long as the server.
+/// object store registry lives as long as the server.
 pub fn session() -> SessionContext {
     let mut config = SessionConfig::new().with_information_schema(false);
     // Plain Utf8 keeps the normalize step's casts cheap; views buy nothing there.
@@ -30,11 +52,42 @@ pub fn session() -> SessionContext {
         .execution
         .parquet
         .schema_force_view_types = false;
-    SessionContext::new_with_config(config)
+    let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(cache_config())
+        .build_arc()
+        .unwrap_or_else(|e| {
+            // Building a runtime from these settings does not fail; keep serving with
+            // DataFusion's defaults rather than not at all, and say so.
+            tracing::error!("cannot build the DataFusion runtime with caches off: {e}");
+            Default::default()
+        });
+    SessionContext::new_with_config_rt(config, runtime)
 }
 
-/// A catalog over the configured sources.
+/// A catalog over the configured sources, with default store settings.
 pub fn catalog(sources: &[String], product_codes: Vec<String>) -> Result<Arc<Catalog>, Error> {
+    catalog_with(
+        sources,
+        product_codes,
+        &StoreRegistry::new(StoreConfig::default())?,
+    )
+}
+
+/// A catalog over the sources of `data`, with its store settings.
+pub fn catalog_from(data: &DataConfig) -> Result<Arc<Catalog>, Error> {
+    catalog_with(
+        &data.sources,
+        data.product_codes.clone(),
+        &StoreRegistry::new(data.store.clone())?,
+    )
+}
+
+/// A catalog over `sources`, taking stores from `stores` (one per bucket).
+pub fn catalog_with(
+    sources: &[String],
+    product_codes: Vec<String>,
+    stores: &StoreRegistry,
+) -> Result<Arc<Catalog>, Error> {
     if sources.is_empty() {
         return Err(Error::InvalidConfig {
             reason: "no --source given; pass --source file:///path/to/export or s3://bucket/prefix/export, or --demo".into(),
@@ -42,11 +95,13 @@ pub fn catalog(sources: &[String], product_codes: Vec<String>) -> Result<Arc<Cat
     }
     let sources = sources
         .iter()
-        .map(|s| Source::parse(s))
+        .map(|s| Source::parse(s, stores))
         .collect::<Result<Vec<_>, _>>()?;
+    let ctx = session();
+    stores.register(ctx.runtime_env().as_ref());
     Ok(Arc::new(Catalog::new(
         sources,
-        session(),
+        ctx,
         BedrockRule::new(product_codes),
     )))
 }
@@ -171,21 +226,33 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
             }),
     );
 
+    // Health follows every snapshot swap, from the background loop or the Refresh RPC:
+    // SERVING while any data is servable.
+    let mut snapshots = catalog.subscribe();
+    let mut health_stop = shutdown_rx.clone();
+    tokio::spawn(async move {
+        loop {
+            let serving = snapshots
+                .borrow_and_update()
+                .as_ref()
+                .map(|s| !s.periods.is_empty() || s.problems.is_empty());
+            if let Some(serving) = serving {
+                set_health(&reporter, serving).await;
+                let _ = ready_tx.send(true);
+            }
+            tokio::select! {
+                changed = snapshots.changed() => if changed.is_err() { break },
+                _ = health_stop.wait_for(|stop| *stop) => break,
+            }
+        }
+    });
+
     let refresh_catalog = catalog.clone();
     let interval = config.data.refresh_interval;
     let refresher = tokio::spawn(async move {
         loop {
-            match refresh_catalog.refresh().await {
-                Ok(snapshot) => {
-                    // SERVING while any data is servable.
-                    set_health(
-                        &reporter,
-                        !snapshot.periods.is_empty() || snapshot.problems.is_empty(),
-                    )
-                    .await;
-                    let _ = ready_tx.send(true);
-                }
-                Err(e) => tracing::error!(error = %e, "refresh failed"),
+            if let Err(e) = refresh_catalog.refresh().await {
+                tracing::error!(error = %e, "refresh failed");
             }
             if interval.is_zero() {
                 break;

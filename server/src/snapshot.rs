@@ -1,10 +1,16 @@
 //! Immutable, versioned views of all data: a request holds one `Arc<Snapshot>` from
 //! start to end, and a refresh swaps in the next one without disturbing it.
 
-use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::arrow::array::RecordBatch;
 
-use crate::{catalog::listing::FileListOrigin, normalize::TagSets};
+use crate::{
+    catalog::listing::{FileListOrigin, Fingerprint},
+    error::Error,
+    normalize::TagSets,
+};
 
 /// One billing period of one export, normalized.
 #[derive(Debug, Clone)]
@@ -33,6 +39,11 @@ pub struct PeriodData {
     pub batches: Vec<RecordBatch>,
     /// Earliest and latest usage start (µs since the epoch), for pruning by time range.
     pub usage_span: Option<(i64, i64)>,
+    /// The manifest and files as they were when read; a refresh that finds the same
+    /// fingerprint reuses this period instead of reading it again.
+    pub fingerprint: Fingerprint,
+    /// When the files were read.
+    pub read_at: DateTime<Utc>,
 }
 
 impl PeriodData {
@@ -46,8 +57,12 @@ impl PeriodData {
 /// A problem met while building a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// When it was seen.
+    /// When it was seen, by the refresh that built the snapshot.
     pub at: DateTime<Utc>,
+    /// When it was first seen, in an unbroken run of refreshes that all met it.
+    pub since: DateTime<Utc>,
+    /// What the service does about it.
+    pub impact: Impact,
     /// Export root URL.
     pub source: String,
     /// Billing period, when tied to one.
@@ -56,6 +71,75 @@ pub struct Problem {
     pub file: String,
     /// What went wrong, for a person.
     pub message: String,
+}
+
+/// What a problem does to answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Impact {
+    /// The affected periods keep answering from their last good version.
+    ServingLastGood,
+    /// The period (or source) was never read: requests whose time range touches it fail
+    /// with FAILED_PRECONDITION.
+    Unavailable,
+    /// Nothing is served from the object concerned, and nothing is missing (e.g. an
+    /// export without periods).
+    None,
+}
+
+impl Impact {
+    /// `serving_last_good`, `unavailable` or `none`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ServingLastGood => "serving_last_good",
+            Self::Unavailable => "unavailable",
+            Self::None => "none",
+        }
+    }
+}
+
+/// A period (or a whole source, when `period` is `None`) that has never been read
+/// successfully: answers touching it would be wrong, so they are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable {
+    /// Export root URL.
+    pub source: String,
+    /// `YYYY-MM`; `None` when the export itself could never be listed.
+    pub period: Option<String>,
+    /// Object URL concerned.
+    pub file: String,
+    /// Why.
+    pub message: String,
+}
+
+/// How one period fared in the refresh that built the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeriodState {
+    /// Listed, and what is served is its current version.
+    Current,
+    /// The latest version could not be listed or read; the last good one is served.
+    Stale,
+}
+
+/// Per-period facts of the refresh that built the snapshot, beside the shared data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeriodCheck {
+    /// State of the served version.
+    pub state: PeriodState,
+    /// Last refresh that found the served version current.
+    pub checked_at: DateTime<Utc>,
+}
+
+/// What the refresh that built a snapshot did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefreshStats {
+    /// Periods whose files were read (new or changed).
+    pub reread: usize,
+    /// Periods reused unchanged from the previous snapshot.
+    pub reused: usize,
+    /// Periods that could not be listed or read.
+    pub failed: usize,
+    /// Wall time of the refresh in milliseconds.
+    pub duration_ms: u64,
 }
 
 /// Everything the service answers from, frozen.
@@ -67,8 +151,17 @@ pub struct Snapshot {
     pub built_at: DateTime<Utc>,
     /// Configured export roots.
     pub sources: Vec<String>,
-    /// Periods served, ordered by source and period.
-    pub periods: Vec<PeriodData>,
+    /// Periods served, ordered by source and period; shared with the snapshots before
+    /// and after for as long as their files do not change.
+    pub periods: Vec<Arc<PeriodData>>,
+    /// State of each served period, in the order of `periods`.
+    pub checks: Vec<PeriodCheck>,
+    /// Periods and sources never read successfully.
+    pub unavailable: Vec<Unavailable>,
+    /// Sources listed successfully at least once.
+    pub listed_sources: Vec<String>,
+    /// What the refresh did.
+    pub stats: RefreshStats,
     /// Tag maps referred to by the line items' `tag_set` ids.
     pub tag_sets: TagSets,
     /// Problems met by the refresh that built it.
@@ -81,6 +174,27 @@ impl Snapshot {
         self.periods.iter().map(|p| p.line_items).sum()
     }
 
+    /// Refuses a time range `[start, end)` (µs since the epoch) that touches a period
+    /// never read successfully, or any range while an export has never been listed:
+    /// an answer without that data would be silently wrong.
+    pub fn check_range(&self, start: i64, end: i64) -> Result<(), Error> {
+        for u in &self.unavailable {
+            let touches = match &u.period {
+                None => true,
+                Some(p) => period_span(p).is_none_or(|(lo, hi)| lo < end && hi > start),
+            };
+            if touches {
+                return Err(Error::DataUnavailable {
+                    export: u.source.clone(),
+                    period: u.period.clone(),
+                    file: u.file.clone(),
+                    reason: u.message.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The batches of the periods that may hold line items starting in `[start, end)`.
     pub fn batches_in(&self, start: i64, end: i64) -> Vec<RecordBatch> {
         self.periods
@@ -88,5 +202,72 @@ impl Snapshot {
             .filter(|p| p.overlaps(start, end))
             .flat_map(|p| p.batches.iter().cloned())
             .collect()
+    }
+}
+
+/// `[first instant, first instant of the next month)` of a `YYYY-MM` period, in µs.
+pub fn period_span(period: &str) -> Option<(i64, i64)> {
+    let (y, m) = period.split_once('-')?;
+    let (y, m): (i32, u32) = (y.parse().ok()?, m.parse().ok()?);
+    let start = NaiveDate::from_ymd_opt(y, m, 1)?;
+    let end = if m == 12 {
+        NaiveDate::from_ymd_opt(y + 1, 1, 1)?
+    } else {
+        NaiveDate::from_ymd_opt(y, m + 1, 1)?
+    };
+    let micros = |d: NaiveDate| {
+        d.and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc().timestamp_micros())
+    };
+    Some((micros(start)?, micros(end)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn period_spans() {
+        let (lo, hi) = period_span("2026-12").unwrap_or_default();
+        assert_eq!(lo, 1_796_083_200_000_000, "2026-12-01T00:00:00Z");
+        assert_eq!(hi, 1_798_761_600_000_000, "2027-01-01T00:00:00Z");
+        assert_eq!(period_span("2026-13"), None);
+        assert_eq!(period_span("junk"), None);
+    }
+
+    #[test]
+    fn ranges_touching_unavailable_periods_are_refused() {
+        let mut s = Snapshot {
+            version: 1,
+            built_at: Utc::now(),
+            sources: vec!["s3://b/e".into()],
+            periods: Vec::new(),
+            checks: Vec::new(),
+            unavailable: vec![Unavailable {
+                source: "s3://b/e".into(),
+                period: Some("2026-05".into()),
+                file: "s3://b/e/data/BILLING_PERIOD=2026-05/e-00001.snappy.parquet".into(),
+                message: "cannot read the parquet file: truncated".into(),
+            }],
+            listed_sources: vec!["s3://b/e".into()],
+            stats: RefreshStats::default(),
+            tag_sets: TagSets::new(),
+            problems: Vec::new(),
+        };
+        let (may_start, may_end) = period_span("2026-05").unwrap_or_default();
+        let (apr_start, _) = period_span("2026-04").unwrap_or_default();
+        let (_, jun_end) = period_span("2026-06").unwrap_or_default();
+        assert!(s.check_range(apr_start, may_start).is_ok(), "April only");
+        assert!(s.check_range(may_end, jun_end).is_ok(), "June only");
+        let e = s.check_range(apr_start, may_start + 1).err();
+        assert!(
+            matches!(&e, Some(Error::DataUnavailable { period: Some(p), .. }) if p == "2026-05"),
+            "{e:?}"
+        );
+        s.unavailable[0].period = None;
+        assert!(
+            s.check_range(apr_start, may_start).is_err(),
+            "a whole export"
+        );
     }
 }

@@ -38,6 +38,38 @@ pub struct PeriodFiles {
     pub execution: Option<String>,
     /// The data files, with size and modification time.
     pub files: Vec<ObjectMeta>,
+    /// The objects the list depends on, as they were when listed.
+    pub fingerprint: Fingerprint,
+}
+
+/// Every object a period's file list depends on (its manifest, if any, and its data
+/// files) with ETag, size and modification time. An unchanged fingerprint means the
+/// period need not be read again; any difference, even a same-size rewrite within the
+/// same second (S3 times have whole seconds), shows in the ETag.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fingerprint(Vec<String>);
+
+impl Fingerprint {
+    fn of<'a>(
+        manifest: Option<&'a ObjectMeta>,
+        files: impl Iterator<Item = &'a ObjectMeta>,
+    ) -> Self {
+        Self(
+            manifest
+                .into_iter()
+                .chain(files)
+                .map(|m| {
+                    format!(
+                        "{}|{}|{}|{}",
+                        m.location,
+                        m.e_tag.as_deref().unwrap_or(""),
+                        m.size,
+                        m.last_modified.timestamp_nanos_opt().unwrap_or_default()
+                    )
+                })
+                .collect(),
+        )
+    }
 }
 
 /// A period whose file list could not be made.
@@ -117,11 +149,18 @@ async fn list_period(
         .collect();
 
     let metadata = source.child(&format!("metadata/{PERIOD_PREFIX}{period}"));
+    // A failed listing of metadata/ must not fall back to reading every parquet file:
+    // that would read the emptied leftovers and stale chunks the manifest excludes.
     let manifests = store
         .list_with_delimiter(Some(&metadata))
         .await
-        .map(|l| l.objects)
-        .unwrap_or_default();
+        .map_err(|e| {
+            problem(
+                source.object_url(&metadata),
+                format!("cannot list the manifest folder: {e}"),
+            )
+        })?
+        .objects;
     let manifest = manifests
         .into_iter()
         .filter(|m| {
@@ -179,6 +218,7 @@ async fn list_period(
             period: period.to_owned(),
             origin: FileListOrigin::Manifest,
             execution,
+            fingerprint: Fingerprint::of(Some(&manifest_meta), files.iter()),
             files,
         });
     }
@@ -188,7 +228,7 @@ async fn list_period(
         .values()
         .filter_map(|m| execution_of(folder, &m.location))
         .max();
-    let files = by_path
+    let files: Vec<ObjectMeta> = by_path
         .values()
         .filter(|m| m.location.as_ref().ends_with(".parquet"))
         .filter(|m| execution_of(folder, &m.location) == newest)
@@ -198,6 +238,7 @@ async fn list_period(
         period: period.to_owned(),
         origin: FileListOrigin::Listing,
         execution: newest,
+        fingerprint: Fingerprint::of(None, files.iter()),
         files,
     })
 }

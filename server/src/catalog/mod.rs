@@ -1,15 +1,19 @@
 //! The catalog: export roots, their periods and files, and the snapshot built from them.
 //!
-//! A refresh lists every source, reads each period's files through DataFusion, normalizes
-//! them, and swaps the new [`Snapshot`] in. A period that cannot be read keeps its last
-//! good version (and the problem is reported); a period never read is simply absent.
+//! A refresh lists every source and reads only the periods whose manifest or files
+//! changed since the snapshot before (by ETag, size and modification time); unchanged
+//! periods are shared with it. The new [`Snapshot`] is swapped in whole, so a request
+//! that holds the old one finishes on it. A period that cannot be listed or read keeps
+//! its last good version and the problem is reported; a period (or export) that was
+//! never read successfully is recorded as unavailable, and requests touching it fail.
 
 pub mod listing;
 pub mod manifest;
 pub mod source;
+pub mod stores;
 
 use std::{
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, Mutex},
     time::Instant,
 };
 
@@ -23,12 +27,15 @@ use datafusion::{
     prelude::SessionContext,
 };
 use futures::{StreamExt, TryStreamExt};
+use tokio::sync::watch;
 
 use crate::{
     error::Error,
     normalize::{self, NOTABLE_COLUMNS, TagSets, col},
     rules::bedrock::BedrockRule,
-    snapshot::{PeriodData, Problem, Snapshot},
+    snapshot::{
+        Impact, PeriodCheck, PeriodData, PeriodState, Problem, RefreshStats, Snapshot, Unavailable,
+    },
 };
 use listing::PeriodFiles;
 use source::Source;
@@ -41,7 +48,8 @@ pub struct Catalog {
     sources: Vec<Source>,
     ctx: SessionContext,
     rule: BedrockRule,
-    current: RwLock<Option<Arc<Snapshot>>>,
+    /// The snapshot being served; a watch so that health can follow every swap.
+    current: watch::Sender<Option<Arc<Snapshot>>>,
     refresh_lock: tokio::sync::Mutex<()>,
 }
 
@@ -50,6 +58,133 @@ impl std::fmt::Debug for Catalog {
         f.debug_struct("Catalog")
             .field("sources", &self.sources)
             .finish_non_exhaustive()
+    }
+}
+
+/// The snapshot being assembled by one refresh.
+struct Build<'a> {
+    previous: Option<&'a Snapshot>,
+    now: DateTime<Utc>,
+    periods: Vec<(Arc<PeriodData>, PeriodCheck)>,
+    problems: Vec<Problem>,
+    unavailable: Vec<Unavailable>,
+    listed: Vec<String>,
+    stats: RefreshStats,
+}
+
+impl<'a> Build<'a> {
+    fn previous_period(
+        &self,
+        source: &str,
+        period: &str,
+    ) -> Option<(Arc<PeriodData>, PeriodCheck)> {
+        let prev = self.previous?;
+        prev.periods
+            .iter()
+            .zip(&prev.checks)
+            .find(|(p, _)| p.source == source && p.period == period)
+            .map(|(p, c)| (p.clone(), c.clone()))
+    }
+
+    fn problem(
+        &mut self,
+        source: &str,
+        period: Option<&str>,
+        file: String,
+        message: String,
+        impact: Impact,
+    ) {
+        let since = self
+            .previous
+            .and_then(|prev| {
+                prev.problems
+                    .iter()
+                    .find(|p| p.source == source && p.period.as_deref() == period && p.file == file)
+            })
+            .map_or(self.now, |p| p.since);
+        self.problems.push(Problem {
+            at: Utc::now(),
+            since,
+            impact,
+            source: source.to_owned(),
+            period: period.map(str::to_owned),
+            file,
+            message,
+        });
+    }
+
+    /// Serves the last good version of a period that could not be refreshed; false when
+    /// there is none.
+    fn keep_last_good(&mut self, source: &str, period: &str) -> bool {
+        match self.previous_period(source, period) {
+            Some((data, check)) => {
+                self.periods.push((
+                    data,
+                    PeriodCheck {
+                        state: PeriodState::Stale,
+                        ..check
+                    },
+                ));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn fail_period(&mut self, source: &str, period: &str, file: String, message: String) {
+        self.stats.failed += 1;
+        if self.keep_last_good(source, period) {
+            self.problem(source, Some(period), file, message, Impact::ServingLastGood);
+        } else {
+            self.unavailable.push(Unavailable {
+                source: source.to_owned(),
+                period: Some(period.to_owned()),
+                file: file.clone(),
+                message: message.clone(),
+            });
+            self.problem(source, Some(period), file, message, Impact::Unavailable);
+        }
+    }
+
+    /// The export could not be listed: everything it had stays as it was.
+    fn fail_source(&mut self, source: &Source, message: String) {
+        let url = source.url();
+        let Some(prev) = self.previous else {
+            self.never_listed(url, message);
+            return;
+        };
+        let kept: Vec<String> = prev
+            .periods
+            .iter()
+            .filter(|p| p.source == url)
+            .map(|p| p.period.clone())
+            .collect();
+        for period in &kept {
+            self.keep_last_good(url, period);
+        }
+        self.stats.failed += kept.len();
+        self.unavailable.extend(
+            prev.unavailable
+                .iter()
+                .filter(|u| u.source == url && u.period.is_some())
+                .cloned(),
+        );
+        if prev.listed_sources.iter().any(|s| s == url) {
+            self.listed.push(url.to_owned());
+            self.problem(url, None, url.to_owned(), message, Impact::ServingLastGood);
+        } else {
+            self.never_listed(url, message);
+        }
+    }
+
+    fn never_listed(&mut self, url: &str, message: String) {
+        self.unavailable.push(Unavailable {
+            source: url.to_owned(),
+            period: None,
+            file: url.to_owned(),
+            message: message.clone(),
+        });
+        self.problem(url, None, url.to_owned(), message, Impact::Unavailable);
     }
 }
 
@@ -64,7 +199,7 @@ impl Catalog {
             sources,
             ctx,
             rule,
-            current: RwLock::new(None),
+            current: watch::Sender::new(None),
             refresh_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -76,7 +211,12 @@ impl Catalog {
 
     /// The snapshot being served; `None` until the first refresh finished.
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.current.read().ok().and_then(|s| s.clone())
+        self.current.borrow().clone()
+    }
+
+    /// Follows the snapshot being served: changes with every refresh.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<Snapshot>>> {
+        self.current.subscribe()
     }
 
     /// The snapshot being served, or UNAVAILABLE while the first one is being built.
@@ -84,7 +224,8 @@ impl Catalog {
         self.snapshot().ok_or(Error::NotReady)
     }
 
-    /// Re-reads every source and swaps in a new snapshot. Refreshes run one at a time.
+    /// Lists every source, re-reads the periods that changed, and swaps in a new
+    /// snapshot. Refreshes run one at a time.
     pub async fn refresh(&self) -> Result<Arc<Snapshot>, Error> {
         let _guard = self.refresh_lock.lock().await;
         let started = Instant::now();
@@ -92,104 +233,121 @@ impl Catalog {
         let mut tag_sets = previous
             .as_ref()
             .map_or_else(TagSets::new, |p| p.tag_sets.clone());
-        let mut periods = Vec::new();
-        let mut problems = Vec::new();
+        let mut build = Build {
+            previous: previous.as_deref(),
+            now: Utc::now(),
+            periods: Vec::new(),
+            problems: Vec::new(),
+            unavailable: Vec::new(),
+            listed: Vec::new(),
+            stats: RefreshStats::default(),
+        };
         for source in &self.sources {
-            let (mut read, mut seen) = self.read_source(source, &mut tag_sets, &mut problems).await;
-            // Periods that failed keep their last good version.
-            let failed = |period: &str| {
-                problems.iter().any(|p| {
-                    p.source == source.url() && p.period.as_deref().is_none_or(|q| q == period)
-                })
-            };
-            if let Some(prev) = &previous {
-                for old in prev.periods.iter().filter(|p| p.source == source.url()) {
-                    if failed(&old.period) && !seen.contains(&old.period) {
-                        seen.push(old.period.clone());
-                        read.push(old.clone());
-                    }
-                }
-            }
-            periods.append(&mut read);
+            self.refresh_source(source, &mut tag_sets, &mut build).await;
         }
-        periods.sort_by(|a, b| {
+        let Build {
+            mut periods,
+            problems,
+            unavailable,
+            listed,
+            mut stats,
+            ..
+        } = build;
+        periods.sort_by(|(a, _), (b, _)| {
             (a.source.as_str(), a.period.as_str()).cmp(&(b.source.as_str(), b.period.as_str()))
         });
+        let (periods, checks) = periods.into_iter().unzip();
+        stats.duration_ms = started.elapsed().as_millis() as u64;
         let snapshot = Arc::new(Snapshot {
             version: previous.as_ref().map_or(1, |p| p.version + 1),
             built_at: Utc::now(),
             sources: self.sources.iter().map(|s| s.url().to_owned()).collect(),
             periods,
+            checks,
+            unavailable,
+            listed_sources: listed,
+            stats,
             tag_sets,
             problems,
         });
         tracing::info!(
             version = snapshot.version,
             periods = snapshot.periods.len(),
+            reread = snapshot.stats.reread,
+            reused = snapshot.stats.reused,
+            failed = snapshot.stats.failed,
             line_items = snapshot.line_items(),
             problems = snapshot.problems.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            elapsed_ms = snapshot.stats.duration_ms,
             "snapshot built"
         );
         for p in &snapshot.problems {
-            tracing::warn!(source = %p.source, period = ?p.period, file = %p.file, "{}", p.message);
+            tracing::warn!(source = %p.source, period = ?p.period, file = %p.file, impact = p.impact.name(), "{}", p.message);
         }
-        if let Ok(mut current) = self.current.write() {
-            *current = Some(snapshot.clone());
-        }
+        drop(previous);
+        self.current.send_replace(Some(snapshot.clone()));
         Ok(snapshot)
     }
 
-    /// Reads every period of one source; returns the periods read and their names.
-    async fn read_source(
-        &self,
-        source: &Source,
-        tag_sets: &mut TagSets,
-        problems: &mut Vec<Problem>,
-    ) -> (Vec<PeriodData>, Vec<String>) {
-        let now = Utc::now();
+    /// Lists one source and brings each of its periods into `build`: reused when its
+    /// fingerprint is unchanged, read when new or changed, kept at its last good
+    /// version (or recorded as unavailable) when it fails.
+    async fn refresh_source(&self, source: &Source, tag_sets: &mut TagSets, build: &mut Build<'_>) {
+        let url = source.url();
         let (listed, listing_problems) = match listing::list_export(source).await {
             Ok(found) => found,
             Err(e) => {
-                problems.push(Problem {
-                    at: now,
-                    source: source.url().to_owned(),
-                    period: None,
-                    file: source.url().to_owned(),
-                    message: format!("cannot list the export: {e}"),
-                });
-                return (Vec::new(), Vec::new());
+                build.fail_source(source, format!("cannot list the export: {e}"));
+                return;
             }
         };
-        problems.extend(listing_problems.into_iter().map(|p| Problem {
-            at: now,
-            source: source.url().to_owned(),
-            period: p.period,
-            file: p.file,
-            message: p.message,
-        }));
+        build.listed.push(url.to_owned());
+        if listed.is_empty() && listing_problems.is_empty() {
+            build.problem(
+                url,
+                None,
+                source.object_url(&source.child("data")),
+                "no billing periods found: expected folders data/BILLING_PERIOD=YYYY-MM/".into(),
+                Impact::None,
+            );
+        }
+        for p in listing_problems {
+            let period = p.period.unwrap_or_default();
+            build.fail_period(url, &period, p.file, p.message);
+        }
         let interner = Mutex::new(std::mem::take(tag_sets));
-        let mut periods = Vec::new();
-        let mut names = Vec::new();
         for files in listed {
+            if let Some((data, _)) = build
+                .previous_period(url, &files.period)
+                .filter(|(data, _)| data.fingerprint == files.fingerprint)
+            {
+                build.stats.reused += 1;
+                build.periods.push((
+                    data,
+                    PeriodCheck {
+                        state: PeriodState::Current,
+                        checked_at: build.now,
+                    },
+                ));
+                continue;
+            }
             match self.read_period(source, &files, &interner).await {
                 Ok(data) => {
-                    names.push(data.period.clone());
-                    periods.push(data);
+                    build.stats.reread += 1;
+                    build.periods.push((
+                        Arc::new(data),
+                        PeriodCheck {
+                            state: PeriodState::Current,
+                            checked_at: build.now,
+                        },
+                    ));
                 }
-                Err((file, message)) => problems.push(Problem {
-                    at: Utc::now(),
-                    source: source.url().to_owned(),
-                    period: Some(files.period.clone()),
-                    file,
-                    message,
-                }),
+                Err((file, message)) => build.fail_period(url, &files.period, file, message),
             }
         }
         *tag_sets = interner
             .into_inner()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        (periods, names)
     }
 
     /// Reads one period; any bad file fails the whole period, so that a period is
@@ -236,6 +394,9 @@ impl Catalog {
                 .collect(),
             batches: Vec::new(),
             usage_span: None,
+            fingerprint: files.fingerprint.clone(),
+            read_at: Utc::now(),
+            allocation: Vec::new(),
         };
         for read in reads {
             data.rows_read += read.rows_read;
@@ -243,6 +404,12 @@ impl Catalog {
             data.batches.extend(read.batches);
         }
         data.usage_span = usage_span(&data.batches);
+        data.allocation = crate::allocate::apply(&mut data.batches).map_err(|e| {
+            (
+                source.url().to_owned(),
+                format!("cannot allocate the period's unattributed spend: {e}"),
+            )
+        })?;
         Ok(data)
     }
 }

@@ -2,9 +2,10 @@
 
 use std::{fmt, sync::Arc};
 
-use object_store::{ObjectStore, aws::AmazonS3Builder, local::LocalFileSystem, path::Path};
+use object_store::{ObjectStore, path::Path};
 use url::Url;
 
+use super::stores::{SCHEMES, StoreRegistry};
 use crate::error::Error;
 
 /// An export root: the folder (prefix) holding `data/` and `metadata/`.
@@ -25,44 +26,23 @@ impl fmt::Debug for Source {
 }
 
 impl Source {
-    /// Parses an export root URL (`file:///path`, `s3://bucket/prefix`) and builds its
-    /// store. S3 reads the standard AWS environment (credentials, region,
-    /// `AWS_ENDPOINT_URL`, web identity).
-    pub fn parse(raw: &str) -> Result<Self, Error> {
+    /// Parses an export root URL (`file:///path`, `s3://bucket/prefix`,
+    /// `gs://bucket/prefix`, `az://container/prefix`) and takes its bucket's store from
+    /// `stores`, building it on first use. Cloud stores read their standard environment
+    /// (for S3: credentials, region, `AWS_ENDPOINT_URL`, web identity).
+    pub fn parse(raw: &str, stores: &StoreRegistry) -> Result<Self, Error> {
         let invalid = |reason: String| Error::InvalidConfig { reason };
         let url = Url::parse(raw.trim_end_matches('/')).map_err(|e| {
             invalid(format!(
-                "source {raw:?} is not a URL ({e}); use file:///path or s3://bucket/prefix"
+                "source {raw:?} is not a URL ({e}); use {SCHEMES}, e.g. s3://bucket/prefix/export"
             ))
         })?;
-        let (store, store_base, root): (Arc<dyn ObjectStore>, String, Path) = match url.scheme() {
-            "file" => {
-                let root = Path::from_url_path(url.path())
-                    .map_err(|e| invalid(format!("source {raw:?} has an invalid path: {e}")))?;
-                (
-                    Arc::new(LocalFileSystem::new()),
-                    "file:///".to_owned(),
-                    root,
-                )
-            }
-            "s3" => {
-                let bucket = url
-                    .host_str()
-                    .ok_or_else(|| invalid(format!("source {raw:?} names no bucket")))?;
-                let store = AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .build()
-                    .map_err(|e| invalid(format!("cannot configure S3 for {raw:?}: {e}")))?;
-                let root = Path::from_url_path(url.path())
-                    .map_err(|e| invalid(format!("source {raw:?} has an invalid path: {e}")))?;
-                (Arc::new(store), format!("s3://{bucket}/"), root)
-            }
-            other => {
-                return Err(invalid(format!(
-                    "source {raw:?} has unsupported scheme {other:?}; use file:// or s3://"
-                )));
-            }
-        };
+        let root = Path::from_url_path(url.path())
+            .map_err(|e| invalid(format!("source {raw:?} has an invalid path: {e}")))?;
+        let (store, store_base) = stores.store_for(&url).map_err(|e| match e {
+            Error::InvalidConfig { reason } => invalid(format!("source {raw:?}: {reason}")),
+            other => other,
+        })?;
         Ok(Self {
             url,
             store,

@@ -54,6 +54,7 @@ pub fn scan(
 ) -> Result<DataFrame, Error> {
     let start = spec.start.timestamp_micros();
     let end = spec.end.timestamp_micros();
+    snapshot.check_range(start, end)?;
     let batches = snapshot.batches_in(start, end);
     let partitions = ctx.copied_config().target_partitions().max(1);
     let per_partition = batches.len().div_ceil(partitions).max(1);

@@ -353,17 +353,6 @@ pub fn row(group: &GroupRow, dimensions: &[Dimension]) -> pb::Row {
     row
 }
 
-/// A problem as a proto message.
-pub fn problem(p: &crate::snapshot::Problem) -> pb::Problem {
-    pb::Problem {
-        at: Some(time(p.at)),
-        source: p.source.clone(),
-        billing_period: p.period.clone().unwrap_or_default(),
-        file: p.file.clone(),
-        message: p.message.clone(),
-    }
-}
-
 /// A time as a proto timestamp.
 pub fn time(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {

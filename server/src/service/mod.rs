@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod deadline;
+pub mod status;
 
 use std::{sync::Arc, time::Duration};
 
@@ -420,22 +421,7 @@ impl AttributionService for AttributionApi {
         _request: Request<pb::DataStatusRequest>,
     ) -> Result<Response<pb::DataStatusResponse>, Status> {
         let snapshot = self.catalog.require_snapshot()?;
-        let periods = snapshot
-            .periods
-            .iter()
-            .map(|p| pb::PeriodStatus {
-                source: p.source.clone(),
-                billing_period: p.period.clone(),
-                file_list: p.origin.name().to_owned(),
-                files: p.files as i64,
-                rows_read: p.rows_read as i64,
-                bedrock_line_items: p.line_items as i64,
-                bytes: p.bytes as i64,
-                last_modified: p.last_modified.map(convert::time),
-                missing_columns: p.missing_columns.clone(),
-                execution: p.execution.clone().unwrap_or_default(),
-            })
-            .collect();
+        let periods = status::periods(&snapshot, chrono::Utc::now());
         let schema_notes = snapshot
             .periods
             .iter()
@@ -454,9 +440,13 @@ impl AttributionService for AttributionApi {
             periods,
             total_line_items: snapshot.line_items() as i64,
             last_refresh: Some(convert::time(snapshot.built_at)),
-            problems: snapshot.problems.iter().map(convert::problem).collect(),
+            problems: snapshot.problems.iter().map(status::problem).collect(),
             snapshot_version: snapshot.version,
             schema_notes,
+            degraded: status::degraded(&snapshot),
+            periods_reread: snapshot.stats.reread as i64,
+            periods_reused: snapshot.stats.reused as i64,
+            refresh_duration_ms: snapshot.stats.duration_ms as i64,
         }))
     }
 
@@ -470,8 +460,11 @@ impl AttributionService for AttributionApi {
             snapshot_version: snapshot.version,
             periods: snapshot.periods.len() as i64,
             line_items: snapshot.line_items() as i64,
-            problems: snapshot.problems.iter().map(convert::problem).collect(),
+            problems: snapshot.problems.iter().map(status::problem).collect(),
             duration_ms: started.elapsed().as_millis() as i64,
+            periods_reread: snapshot.stats.reread as i64,
+            periods_reused: snapshot.stats.reused as i64,
+            periods_failed: snapshot.stats.failed as i64,
         }))
     }
 }

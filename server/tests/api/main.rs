@@ -8,3 +8,5 @@ mod golden;
 mod invalid;
 mod queries;
 mod reference;
+mod s3;
+mod s3fixture;
