@@ -248,7 +248,7 @@ impl Catalog {
         let Build {
             mut periods,
             problems,
-            unavailable,
+            mut unavailable,
             listed,
             mut stats,
             ..
@@ -257,6 +257,7 @@ impl Catalog {
             (a.source.as_str(), a.period.as_str()).cmp(&(b.source.as_str(), b.period.as_str()))
         });
         let (periods, checks) = periods.into_iter().unzip();
+        unavailable.sort_by(|a, b| (&a.source, &a.period).cmp(&(&b.source, &b.period)));
         stats.duration_ms = started.elapsed().as_millis() as u64;
         let snapshot = Arc::new(Snapshot {
             version: previous.as_ref().map_or(1, |p| p.version + 1),
@@ -396,7 +397,6 @@ impl Catalog {
             usage_span: None,
             fingerprint: files.fingerprint.clone(),
             read_at: Utc::now(),
-            allocation: Vec::new(),
         };
         for read in reads {
             data.rows_read += read.rows_read;
@@ -404,12 +404,6 @@ impl Catalog {
             data.batches.extend(read.batches);
         }
         data.usage_span = usage_span(&data.batches);
-        data.allocation = crate::allocate::apply(&mut data.batches).map_err(|e| {
-            (
-                source.url().to_owned(),
-                format!("cannot allocate the period's unattributed spend: {e}"),
-            )
-        })?;
         Ok(data)
     }
 }

@@ -4,9 +4,11 @@
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
 
 mod common;
+mod faults;
 mod golden;
 mod invalid;
 mod queries;
 mod reference;
+mod refresh;
 mod s3;
 mod s3fixture;

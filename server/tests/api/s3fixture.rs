@@ -354,7 +354,8 @@ pub fn at(y: i32, m: u32, d: u32, h: u32) -> chrono::DateTime<chrono::Utc> {
 }
 
 /// Whole answers (every row, total and note) of a few grouped queries over everything,
-/// as text so that answers of two servers compare exactly.
+/// as text so that answers of two servers, or of two snapshots, compare exactly (the
+/// snapshot version is left out).
 pub async fn suite(c: &Client) -> Vec<String> {
     use bedrock_attribution_client::proto::{self, Dimension as D, PrincipalGrouping as G};
     let all = crate::common::range("2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z");
@@ -369,6 +370,13 @@ pub async fn suite(c: &Client) -> Vec<String> {
                 ..Default::default()
             })
             .await
+            .map(|mut a| {
+                a.info = a.info.map(|i| proto::AnswerInfo {
+                    snapshot_version: 0,
+                    ..i
+                });
+                a
+            })
             .unwrap()
         ),
         format!(
@@ -382,6 +390,13 @@ pub async fn suite(c: &Client) -> Vec<String> {
                 ..Default::default()
             })
             .await
+            .map(|mut a| {
+                a.info = a.info.map(|i| proto::AnswerInfo {
+                    snapshot_version: 0,
+                    ..i
+                });
+                a
+            })
             .unwrap()
         ),
         format!(
@@ -394,6 +409,13 @@ pub async fn suite(c: &Client) -> Vec<String> {
                 ..Default::default()
             })
             .await
+            .map(|mut a| {
+                a.info = a.info.map(|i| proto::AnswerInfo {
+                    snapshot_version: 0,
+                    ..i
+                });
+                a
+            })
             .unwrap()
         ),
         format!(
@@ -403,6 +425,13 @@ pub async fn suite(c: &Client) -> Vec<String> {
                 ..Default::default()
             })
             .await
+            .map(|mut a| {
+                a.info = a.info.map(|i| proto::AnswerInfo {
+                    snapshot_version: 0,
+                    ..i
+                });
+                a
+            })
             .unwrap()
         ),
         format!(
@@ -412,6 +441,13 @@ pub async fn suite(c: &Client) -> Vec<String> {
                 ..Default::default()
             })
             .await
+            .map(|mut a| {
+                a.info = a.info.map(|i| proto::AnswerInfo {
+                    snapshot_version: 0,
+                    ..i
+                });
+                a
+            })
             .unwrap()
         ),
     ]

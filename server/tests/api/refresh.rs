@@ -1,0 +1,310 @@
+//! Refresh: only changed periods are read again, answers change exactly as the export
+//! did, and every request runs on one snapshot.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use bedrock_attribution_client::{Client, proto};
+use bedrock_attribution_server::demo::{CurLineItem, ExportWriter, PeriodLayout, SchemaOptions};
+use rust_decimal::Decimal;
+
+use crate::{
+    common::{d, small_export},
+    s3fixture::{S3Server, at, bedrock_item, file_url, month_totals, serve},
+};
+
+const MONTHS: [&str; 5] = ["2026-03", "2026-04", "2026-05", "2026-06", "2026-07"];
+
+fn usd(amount: &str) -> Vec<(String, Decimal)> {
+    vec![("USD".to_owned(), d(amount))]
+}
+
+async fn status(c: &Client) -> proto::DataStatusResponse {
+    c.data_status(proto::DataStatusRequest {}).await.unwrap()
+}
+
+/// `read_at` of each period, by period.
+fn read_times(s: &proto::DataStatusResponse) -> BTreeMap<String, prost_types::Timestamp> {
+    s.periods
+        .iter()
+        .map(|p| (p.billing_period.clone(), p.read_at.unwrap()))
+        .collect()
+}
+
+async fn refresh(c: &Client) -> proto::RefreshResponse {
+    c.refresh(proto::RefreshRequest {}).await.unwrap()
+}
+
+fn counts(r: &proto::RefreshResponse) -> (i64, i64, i64) {
+    (r.periods_reread, r.periods_reused, r.periods_failed)
+}
+
+#[tokio::test]
+async fn refresh_reads_only_what_changed_and_answers_change_exactly() {
+    let s3 = S3Server::start().await;
+    let prefix = "cur2/acme-cur2";
+    s3.upload_dir(small_export(), prefix).await;
+    let server = serve(&[s3.url(prefix)], &s3.store_args()).await;
+    let c = &server.client;
+    let mut expected = BTreeMap::new();
+    for m in MONTHS {
+        expected.insert(m.to_owned(), month_totals(c, m).await.unwrap());
+    }
+    let first = status(c).await;
+    assert_eq!((first.periods_reread, first.periods_reused), (5, 0));
+
+    // Nothing changed: nothing is read, the answers stay.
+    let r = refresh(c).await;
+    assert_eq!((r.snapshot_version, counts(&r)), (2, (0, 5, 0)));
+    let second = status(c).await;
+    assert_eq!(
+        read_times(&second),
+        read_times(&first),
+        "no period read again"
+    );
+    for p in &second.periods {
+        assert_eq!(p.state, "current");
+        let secs = |t: &Option<prost_types::Timestamp>| t.map(|t| (t.seconds, t.nanos));
+        assert!(secs(&p.last_refresh) > secs(&p.read_at), "{p:?}");
+    }
+
+    // Overwrite mode, fewer chunks than before: chunk 2 is emptied, the new manifest
+    // names chunk 1 only.
+    let staging = tempfile::tempdir().unwrap();
+    let writer = ExportWriter::new(
+        staging.path(),
+        "acme-cur2",
+        "s3://acme-billing/cur2/acme-cur2",
+    );
+    let item = |id: &str, when, cost| bedrock_item(id, "210987654321", when, None, cost, &[]);
+    writer
+        .write_period(
+            "2026-03",
+            &[vec![
+                item("m1", at(2026, 3, 2, 10), 7.5),
+                item("m2", at(2026, 3, 30, 23), 2.25),
+            ]],
+            &PeriodLayout::Overwrite {
+                leftover_empty_chunks: 1,
+            },
+            SchemaOptions::default(),
+        )
+        .unwrap();
+    s3.upload_dir(staging.path(), prefix).await;
+    let r = refresh(c).await;
+    assert_eq!(counts(&r), (1, 4, 0), "{:?}", r.problems);
+    expected.insert("2026-03".into(), usd("9.75"));
+    for m in MONTHS {
+        assert_eq!(&month_totals(c, m).await.unwrap(), &expected[m], "{m}");
+    }
+    let third = status(c).await;
+    let march = third
+        .periods
+        .iter()
+        .find(|p| p.billing_period == "2026-03")
+        .unwrap();
+    assert_eq!(
+        (march.files, march.rows_read, march.file_list.as_str()),
+        (1, 2, "manifest")
+    );
+    let (before, after) = (read_times(&second), read_times(&third));
+    for m in MONTHS {
+        assert_eq!(before[m] != after[m], m == "2026-03", "read_at of {m}");
+    }
+
+    // Create-new mode: a newer execution of 2026-06 replaces the one served.
+    let staging = tempfile::tempdir().unwrap();
+    let writer = ExportWriter::new(
+        staging.path(),
+        "acme-cur2",
+        "s3://acme-billing/cur2/acme-cur2",
+    );
+    let execution = "20260703T000000Z-exec-aaaaaa".to_owned();
+    writer
+        .write_period(
+            "2026-06",
+            &[vec![item("j1", at(2026, 6, 15, 12), 40.0)]],
+            &PeriodLayout::CreateNew {
+                execution: execution.clone(),
+            },
+            SchemaOptions::default(),
+        )
+        .unwrap();
+    s3.upload_dir(staging.path(), prefix).await;
+    let r = refresh(c).await;
+    assert_eq!(counts(&r), (1, 4, 0), "{:?}", r.problems);
+    expected.insert("2026-06".into(), usd("40"));
+    for m in MONTHS {
+        assert_eq!(&month_totals(c, m).await.unwrap(), &expected[m], "{m}");
+    }
+    let june = status(c)
+        .await
+        .periods
+        .into_iter()
+        .find(|p| p.billing_period == "2026-06");
+    assert_eq!(june.map(|p| (p.execution, p.files)), Some((execution, 1)));
+
+    // A new period.
+    let staging = tempfile::tempdir().unwrap();
+    let writer = ExportWriter::new(
+        staging.path(),
+        "acme-cur2",
+        "s3://acme-billing/cur2/acme-cur2",
+    );
+    writer
+        .write_period(
+            "2026-08",
+            &[vec![item("a1", at(2026, 8, 1, 0), 3.5)]],
+            &PeriodLayout::Overwrite {
+                leftover_empty_chunks: 0,
+            },
+            SchemaOptions::default(),
+        )
+        .unwrap();
+    s3.upload_dir(staging.path(), prefix).await;
+    let r = refresh(c).await;
+    assert_eq!((r.periods, counts(&r)), (6, (1, 5, 0)), "{:?}", r.problems);
+    for m in MONTHS {
+        assert_eq!(&month_totals(c, m).await.unwrap(), &expected[m], "{m}");
+    }
+    assert_eq!(month_totals(c, "2026-08").await.unwrap(), usd("3.5"));
+    let last = status(c).await;
+    assert_eq!(last.snapshot_version, 5);
+    assert!(last.problems.is_empty() && !last.degraded);
+    server.stop().await;
+}
+
+/// Version A: two line items, 1.5 each; version B: three, 5 each.
+fn may(version_b: bool) -> Vec<CurLineItem> {
+    let (n, cost) = if version_b { (3, 5.0) } else { (2, 1.5) };
+    (0..n)
+        .map(|i| {
+            bedrock_item(
+                &format!("may-{i}"),
+                "210987654321",
+                at(2026, 5, 1 + i, 8),
+                Some("arn:aws:iam::210987654321:user/ann"),
+                cost,
+                &[],
+            )
+        })
+        .collect()
+}
+
+fn write_may(writer: &ExportWriter, version_b: bool) {
+    writer
+        .write_period(
+            "2026-05",
+            &[may(version_b)],
+            &PeriodLayout::Overwrite {
+                leftover_empty_chunks: 0,
+            },
+            SchemaOptions::default(),
+        )
+        .unwrap();
+}
+
+#[tokio::test]
+async fn requests_run_wholly_on_one_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = ExportWriter::new(dir.path(), "tiny", "s3://b/tiny");
+    writer
+        .write_period(
+            "2026-04",
+            &[vec![bedrock_item(
+                "apr",
+                "210987654321",
+                at(2026, 4, 9, 0),
+                None,
+                100.0,
+                &[],
+            )]],
+            &PeriodLayout::NoManifest,
+            SchemaOptions::default(),
+        )
+        .unwrap();
+    write_may(&writer, false);
+    let server = serve(&[file_url(dir.path())], &[]).await;
+    let catalog = server.handle.catalog().clone();
+
+    // What a request holds from its start: the snapshot of that moment.
+    let held = catalog.snapshot().unwrap();
+    write_may(&writer, true);
+    refresh(&server.client).await;
+    let now = catalog.snapshot().unwrap();
+    assert_eq!((held.version, now.version), (1, 2));
+    let may_of = |s: &bedrock_attribution_server::snapshot::Snapshot| {
+        s.periods.iter().find(|p| p.period == "2026-05").map(|p| {
+            (
+                p.line_items,
+                p.batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+            )
+        })
+    };
+    assert_eq!(
+        may_of(&held),
+        Some((2, 2)),
+        "the held snapshot is untouched"
+    );
+    assert_eq!(may_of(&now), Some((3, 3)));
+    assert!(
+        Arc::ptr_eq(&held.periods[0], &now.periods[0]),
+        "the unchanged period is shared, not read again"
+    );
+    drop(held);
+
+    // Queries racing with refreshes: each answer matches exactly the version that
+    // answered it (odd versions hold A, even ones B), never a mix.
+    let totals_of = |version: u64| {
+        let b = version % 2 == 0;
+        vec![("USD".to_owned(), if b { d("115") } else { d("103") })]
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let (c, stop) = (server.client.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..200 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let answer = c
+                    .token_usage(proto::TokenUsageRequest {
+                        time_range: crate::common::range(
+                            "2026-04-01T00:00:00Z",
+                            "2026-06-01T00:00:00Z",
+                        ),
+                        group_by: vec![proto::Dimension::Principal.into()],
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                let version = answer.info.as_ref().unwrap().snapshot_version;
+                seen.push((version, crate::common::totals(&answer.totals)));
+            }
+            seen
+        }));
+    }
+    for round in 0..6 {
+        // Version 2 holds B; round 0 writes A for version 3, and so on.
+        write_may(&writer, round % 2 == 1);
+        refresh(&server.client).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut versions = std::collections::BTreeSet::new();
+    for task in tasks {
+        for (version, totals) in task.await.unwrap() {
+            assert_eq!(totals, totals_of(version), "version {version}");
+            versions.insert(version);
+        }
+    }
+    assert!(!versions.is_empty());
+    assert_eq!(catalog.snapshot().unwrap().version, 8);
+    server.stop().await;
+}
