@@ -295,3 +295,17 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_caches_no_listing_footer_or_statistics() {
+        let ctx = session();
+        let caches = &ctx.runtime_env().cache_manager;
+        assert!(caches.get_list_files_cache().is_none());
+        assert!(caches.get_file_statistic_cache().is_none());
+        assert_eq!(caches.get_metadata_cache_limit(), 0);
+    }
+}

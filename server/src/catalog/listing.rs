@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStoreExt, path::Path};
 
 use super::{manifest, source::Source};
@@ -214,6 +214,10 @@ async fn list_period(
             execution = execution_of(folder, &location).or(execution);
             files.push(meta.clone());
         }
+        let files = with_etags(source, files, period).await?;
+        let manifest_meta = with_etags(source, vec![manifest_meta], period)
+            .await?
+            .remove(0);
         return Ok(PeriodFiles {
             period: period.to_owned(),
             origin: FileListOrigin::Manifest,
@@ -234,6 +238,7 @@ async fn list_period(
         .filter(|m| execution_of(folder, &m.location) == newest)
         .cloned()
         .collect();
+    let files = with_etags(source, files, period).await?;
     Ok(PeriodFiles {
         period: period.to_owned(),
         origin: FileListOrigin::Listing,
@@ -241,6 +246,33 @@ async fn list_period(
         fingerprint: Fingerprint::of(None, files.iter()),
         files,
     })
+}
+
+/// The objects with their ETags. S3 listings carry them, but some S3-compatible stores
+/// list only size and time; those objects are asked for one by one, because without the
+/// ETag a same-size rewrite within a second would go unseen.
+async fn with_etags(
+    source: &Source,
+    metas: Vec<ObjectMeta>,
+    period: &str,
+) -> Result<Vec<ObjectMeta>, ListingProblem> {
+    futures::stream::iter(metas.into_iter().map(|meta| async move {
+        if meta.e_tag.is_some() {
+            return Ok(meta);
+        }
+        source
+            .store()
+            .head(&meta.location)
+            .await
+            .map_err(|e| ListingProblem {
+                period: Some(period.to_owned()),
+                file: source.object_url(&meta.location),
+                message: format!("cannot read the object's metadata: {e}"),
+            })
+    }))
+    .buffered(8)
+    .try_collect()
+    .await
 }
 
 /// The execution folder of a file below the period folder, if it is in one.

@@ -261,7 +261,7 @@ async fn requests_run_wholly_on_one_snapshot() {
     // Queries racing with refreshes: each answer matches exactly the version that
     // answered it (odd versions hold A, even ones B), never a mix.
     let totals_of = |version: u64| {
-        let b = version % 2 == 0;
+        let b = version.is_multiple_of(2);
         vec![("USD".to_owned(), if b { d("115") } else { d("103") })]
     };
     let stop = Arc::new(AtomicBool::new(false));
@@ -306,5 +306,99 @@ async fn requests_run_wholly_on_one_snapshot() {
     }
     assert!(!versions.is_empty());
     assert_eq!(catalog.snapshot().unwrap().version, 8);
+    server.stop().await;
+}
+
+/// One parquet file of `items` in row groups of `rows_per_group`, its footer padded by
+/// `pad` bytes of key-value metadata.
+fn parquet_bytes(items: &[CurLineItem], rows_per_group: usize, pad: usize) -> Vec<u8> {
+    use datafusion::parquet::{
+        arrow::ArrowWriter,
+        basic::Compression,
+        file::{metadata::KeyValue, properties::WriterProperties},
+    };
+    let batch = SchemaOptions::default().to_batch(items).unwrap();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(rows_per_group))
+        .set_key_value_metadata(Some(vec![KeyValue::new("pad".into(), "x".repeat(pad))]))
+        .build();
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    out
+}
+
+#[tokio::test]
+async fn a_file_rewritten_in_place_is_read_anew_never_from_a_cached_footer() {
+    // Version A: four line items of 1 in two row groups. Version B: four of 2.5 in one
+    // row group, padded to A's exact size. With the same key, size and modification
+    // time, only the ETag tells them apart, and a footer cached from A would misread B.
+    let items = |cost| -> Vec<CurLineItem> {
+        (0..4)
+            .map(|i| {
+                bedrock_item(
+                    &format!("i{i}"),
+                    "210987654321",
+                    at(2026, 5, 2 + i, 0),
+                    None,
+                    cost,
+                    &[],
+                )
+            })
+            .collect()
+    };
+    let a = parquet_bytes(&items(1.0), 2, 0);
+    let mut pad = 0;
+    let mut b = parquet_bytes(&items(2.5), 4, pad);
+    for _ in 0..20 {
+        if b.len() == a.len() {
+            break;
+        }
+        pad = (pad as i64 + a.len() as i64 - b.len() as i64).max(0) as usize;
+        b = parquet_bytes(&items(2.5), 4, pad);
+    }
+    assert_eq!(a.len(), b.len(), "B padded to A's size");
+    assert_ne!(a, b);
+
+    let s3 = S3Server::start().await;
+    let key = "cur2/tiny/data/BILLING_PERIOD=2026-05/tiny-00001.snappy.parquet";
+    s3.put(key, a).await;
+    let server = serve(&[s3.url("cur2/tiny")], &s3.store_args()).await;
+    let c = &server.client;
+    assert_eq!(month_totals(c, "2026-05").await.unwrap(), usd("4"));
+
+    let first = s3.head(key).await;
+    let modified = std::fs::metadata(s3.file_of(key))
+        .unwrap()
+        .modified()
+        .unwrap();
+    s3.put(key, b).await;
+    std::fs::File::options()
+        .write(true)
+        .open(s3.file_of(key))
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    let second = s3.head(key).await;
+    assert_eq!(
+        (first.size, first.last_modified),
+        (second.size, second.last_modified),
+        "same size and time"
+    );
+    assert_ne!(first.e_tag, second.e_tag, "different content");
+
+    let r = refresh(c).await;
+    assert_eq!(counts(&r), (1, 0, 0), "{:?}", r.problems);
+    assert_eq!(month_totals(c, "2026-05").await.unwrap(), usd("10"));
+    let status = status(c).await;
+    assert_eq!(
+        (
+            status.periods[0].rows_read,
+            status.periods[0].state.as_str()
+        ),
+        (4, "current")
+    );
     server.stop().await;
 }
