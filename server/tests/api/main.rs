@@ -4,6 +4,7 @@
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
 
 mod common;
+mod drift;
 mod faults;
 mod golden;
 mod invalid;
