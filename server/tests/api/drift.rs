@@ -19,7 +19,10 @@ use crate::{
 
 /// A January file as older writers (Spark, Athena CTAS) produce it: INT96 timestamps, no
 /// caller, tags or product columns.
-fn write_int96(path: &Path, rows: &[(&str, chrono::DateTime<chrono::Utc>, f64)]) {
+/// One line item of the INT96 file: id, usage start, cost.
+type Int96Row<'a> = (&'a str, chrono::DateTime<chrono::Utc>, f64);
+
+fn write_int96(path: &Path, rows: &[Int96Row<'_>]) {
     let schema = Arc::new(
         parse_message_type(
             "message schema {
@@ -44,12 +47,11 @@ fn write_int96(path: &Path, rows: &[(&str, chrono::DateTime<chrono::Utc>, f64)])
     );
     let mut writer = SerializedFileWriter::new(File::create(path).unwrap(), schema, props).unwrap();
     let mut group = writer.next_row_group().unwrap();
-    let text =
-        |f: &dyn Fn(&(&str, chrono::DateTime<chrono::Utc>, f64)) -> String| -> Vec<ByteArray> {
-            rows.iter()
-                .map(|r| ByteArray::from(f(r).as_str()))
-                .collect()
-        };
+    let text = |f: &dyn Fn(&Int96Row<'_>) -> String| -> Vec<ByteArray> {
+        rows.iter()
+            .map(|r| ByteArray::from(f(r).as_str()))
+            .collect()
+    };
     let columns: [Vec<ByteArray>; 4] = [
         text(&|r| r.0.to_owned()),
         text(&|_| "444455556666".to_owned()),
