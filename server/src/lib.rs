@@ -5,6 +5,7 @@
 //! [`query`] plans grouped sums with DataFusion, and [`service`] is the thin tonic
 //! adapter. [`server`] wires them to gRPC with health and reflection.
 
+pub mod allocate;
 pub mod catalog;
 pub mod config;
 pub mod demo;

@@ -12,8 +12,9 @@ use std::{
 use datafusion::{
     arrow::{
         array::{
-            Array, ArrayRef, AsArray, Decimal128Builder, Int64Builder, MapArray, RecordBatch,
-            StringArray, StringBuilder, TimestampMicrosecondBuilder, UInt8Builder, UInt32Builder,
+            Array, ArrayRef, AsArray, Decimal128Array, Decimal128Builder, Int64Builder, MapArray,
+            RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder, UInt8Builder,
+            UInt32Builder,
         },
         compute::cast,
         datatypes::{
@@ -77,6 +78,28 @@ pub mod col {
     pub const COST_PUBLIC_ON_DEMAND: &str = "cost_public_on_demand";
     /// Id of the line item's tag set in the snapshot's [`super::TagSets`].
     pub const TAG_SET: &str = "tag_set";
+    /// Unblended cost shared in (+) or out (-) by proportional allocation.
+    pub const ALLOC_UNBLENDED: &str = "alloc_unblended";
+    /// Net unblended cost shared in or out by proportional allocation.
+    pub const ALLOC_NET_UNBLENDED: &str = "alloc_net_unblended";
+    /// Blended cost shared in or out by proportional allocation.
+    pub const ALLOC_BLENDED: &str = "alloc_blended";
+    /// Public on-demand cost shared in or out by proportional allocation.
+    pub const ALLOC_PUBLIC_ON_DEMAND: &str = "alloc_public_on_demand";
+    /// The four cost columns, in metric order.
+    pub const COSTS: [&str; 4] = [
+        COST_UNBLENDED,
+        COST_NET_UNBLENDED,
+        COST_BLENDED,
+        COST_PUBLIC_ON_DEMAND,
+    ];
+    /// The four allocation columns, in the same order; they are the schema's last four.
+    pub const ALLOCS: [&str; 4] = [
+        ALLOC_UNBLENDED,
+        ALLOC_NET_UNBLENDED,
+        ALLOC_BLENDED,
+        ALLOC_PUBLIC_ON_DEMAND,
+    ];
     /// `identity_line_item_id`, or `file#row` when the export lacks it.
     pub const LINE_ITEM_ID: &str = "line_item_id";
 }
@@ -114,6 +137,10 @@ pub static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(col::COST_PUBLIC_ON_DEMAND, MONEY_TYPE, false),
         Field::new(col::TAG_SET, DataType::UInt32, false),
         utf8(col::LINE_ITEM_ID, false),
+        Field::new(col::ALLOC_UNBLENDED, MONEY_TYPE, false),
+        Field::new(col::ALLOC_NET_UNBLENDED, MONEY_TYPE, false),
+        Field::new(col::ALLOC_BLENDED, MONEY_TYPE, false),
+        Field::new(col::ALLOC_PUBLIC_ON_DEMAND, MONEY_TYPE, false),
     ]))
 });
 
@@ -546,6 +573,14 @@ impl Builders {
         }
         columns.push(Arc::new(self.tag_set.finish()));
         columns.push(Arc::new(self.line_item_id.finish()));
+        // Allocation is filled in per period, once all its files are read.
+        let rows = columns[0].len();
+        for _ in col::ALLOCS {
+            columns.push(Arc::new(
+                Decimal128Array::from(vec![0_i128; rows])
+                    .with_precision_and_scale(38, SCALE as i8)?,
+            ));
+        }
         RecordBatch::try_new(SCHEMA.clone(), columns)
     }
 }

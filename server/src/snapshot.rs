@@ -44,6 +44,8 @@ pub struct PeriodData {
     pub fingerprint: Fingerprint,
     /// When the files were read.
     pub read_at: DateTime<Utc>,
+    /// Where the period's spend without a caller goes under proportional allocation.
+    pub allocation: Vec<crate::allocate::AllocationSummary>,
 }
 
 impl PeriodData {

@@ -171,6 +171,11 @@ pub struct CostByPrincipalArgs {
     /// Tag key for `--also tag` (given alone, it implies `--also tag`).
     #[arg(long, value_name = "KEY", required_if_eq("also", "tag"))]
     pub also_tag_key: Option<String>,
+    /// Share spend without a caller (tax, credits, discounts, provisioned throughput)
+    /// out to the callers: `proportional` gives fully loaded cost, with DIRECT and
+    /// ALLOCATED columns. Needs whole months (--from/--to on the 1st).
+    #[arg(long, value_enum, default_value_t = AllocationArg::None)]
+    pub allocation: AllocationArg,
 }
 
 /// Arguments of `cost-by-tag`.
@@ -194,6 +199,9 @@ pub struct CostByTagArgs {
     /// Principal grouping for `--also principal`.
     #[arg(long, value_enum, default_value_t = GroupingArg::Arn)]
     pub by: GroupingArg,
+    /// Share spend without a caller out to the callers (see cost-by-principal).
+    #[arg(long, value_enum, default_value_t = AllocationArg::None)]
+    pub allocation: AllocationArg,
 }
 
 /// Arguments of `token-usage`.
@@ -268,6 +276,15 @@ pub enum GranularityArg {
     Daily,
     /// Calendar month of the usage start.
     Monthly,
+}
+
+/// Whether spend without a caller is shared out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AllocationArg {
+    /// Direct cost; spend without a caller stays UNATTRIBUTED.
+    None,
+    /// Fully loaded: shared over the callers of the same account, else of the payer.
+    Proportional,
 }
 
 /// CUR cost column.

@@ -4,8 +4,8 @@
 //! a server: tag flags merged per key, implied tag dimensions, enum mappings.
 
 use super::args::{
-    CostByPrincipalArgs, CostByTagArgs, DimensionArg, FilterArgs, GranularityArg, GroupingArg,
-    ListModelsArgs, ListPrincipalsArgs, ListTagKeysArgs, MetricArg, ScopeArgs, TagArg,
+    AllocationArg, CostByPrincipalArgs, CostByTagArgs, DimensionArg, FilterArgs, GranularityArg,
+    GroupingArg, ListModelsArgs, ListPrincipalsArgs, ListTagKeysArgs, MetricArg, ScopeArgs, TagArg,
     TokenUsageArgs, UsageCategoryArg,
 };
 use crate::{proto, time_range};
@@ -25,6 +25,7 @@ impl CostByPrincipalArgs {
             grouping: self.by.to_proto() as i32,
             also_group_by,
             also_group_by_tag_key,
+            allocation: self.allocation.to_proto() as i32,
         }
     }
 }
@@ -45,6 +46,7 @@ impl CostByTagArgs {
             also_group_by,
             also_group_by_tag_key,
             principal_grouping: self.by.to_proto() as i32,
+            allocation: self.allocation.to_proto() as i32,
         }
     }
 }
@@ -196,6 +198,16 @@ impl GranularityArg {
             GranularityArg::Hourly => proto::Granularity::Hourly,
             GranularityArg::Daily => proto::Granularity::Daily,
             GranularityArg::Monthly => proto::Granularity::Monthly,
+        }
+    }
+}
+
+impl AllocationArg {
+    /// The proto value.
+    pub fn to_proto(self) -> proto::Allocation {
+        match self {
+            AllocationArg::None => proto::Allocation::None,
+            AllocationArg::Proportional => proto::Allocation::Proportional,
         }
     }
 }

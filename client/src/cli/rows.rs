@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use rust_decimal::Decimal;
+
 use serde::Serialize;
 
 use super::table::{Column, Table};
@@ -43,6 +45,8 @@ pub struct RowLayout {
     pub period: bool,
     /// Show `cost_per_million_tokens` (TokenUsage).
     pub cost_per_million: bool,
+    /// Show direct and allocated cost beside the fully loaded cost.
+    pub allocation: bool,
 }
 
 impl RowLayout {
@@ -51,11 +55,14 @@ impl RowLayout {
         let grouping = request.grouping();
         let first = DimColumn::Principal(grouping);
         let also = request.also_group_by();
-        RowLayout::new(
-            std::iter::once(first).chain(dims(also, grouping)),
-            request.granularity(),
-            false,
-        )
+        RowLayout {
+            allocation: request.allocation() == proto::Allocation::Proportional,
+            ..RowLayout::new(
+                std::iter::once(first).chain(dims(also, grouping)),
+                request.granularity(),
+                false,
+            )
+        }
     }
 
     /// Columns of a CostByTag answer: the tag value, then `also_group_by`, where a
@@ -68,11 +75,14 @@ impl RowLayout {
                 d
             }
         });
-        RowLayout::new(
-            std::iter::once(DimColumn::Tag).chain(also),
-            request.granularity(),
-            false,
-        )
+        RowLayout {
+            allocation: request.allocation() == proto::Allocation::Proportional,
+            ..RowLayout::new(
+                std::iter::once(DimColumn::Tag).chain(also),
+                request.granularity(),
+                false,
+            )
+        }
     }
 
     /// Columns of a TokenUsage answer: `group_by`, plus the cost per million tokens.
@@ -97,6 +107,7 @@ impl RowLayout {
             dimensions,
             period: granularity != proto::Granularity::Unspecified,
             cost_per_million,
+            allocation: false,
         }
     }
 }
@@ -191,6 +202,10 @@ fn rows_table(layout: &RowLayout, answer: &AllRows, table: bool) -> Result<Table
         columns.push(Column::text("PERIOD START", "period_start"));
     }
     let leading = columns.len();
+    if layout.allocation {
+        columns.push(Column::number("DIRECT", "direct_cost"));
+        columns.push(Column::number("ALLOCATED", "allocated_cost"));
+    }
     columns.extend([
         Column::number("COST", "cost"),
         Column::text("CURRENCY", "currency"),
@@ -206,6 +221,7 @@ fn rows_table(layout: &RowLayout, answer: &AllRows, table: bool) -> Result<Table
     let mut out = Table::new(columns);
     // Per currency: summed tokens and line items of the rows, for the totals lines.
     let mut sums: BTreeMap<String, (proto::Tokens, i64)> = BTreeMap::new();
+    let mut split: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
     for row in &answer.rows {
         let mut cells: Vec<String> = layout
             .dimensions
@@ -221,6 +237,15 @@ fn rows_table(layout: &RowLayout, answer: &AllRows, table: bool) -> Result<Table
             );
         }
         let cost = labels::money(row.cost.as_ref(), "row cost")?;
+        if layout.allocation {
+            let direct = labels::money(row.direct_cost.as_ref(), "direct cost")?.amount;
+            let allocated = labels::money(row.allocated_cost.as_ref(), "allocated cost")?.amount;
+            let sum = split.entry(cost.currency_code.clone()).or_default();
+            sum.0 += direct;
+            sum.1 += allocated;
+            cells.push(direct.to_string());
+            cells.push(allocated.to_string());
+        }
         let tokens = row.tokens.unwrap_or_default();
         let sum = sums.entry(cost.currency_code.clone()).or_default();
         labels::add_tokens(&mut sum.0, &tokens);
@@ -247,6 +272,11 @@ fn rows_table(layout: &RowLayout, answer: &AllRows, table: bool) -> Result<Table
             let mut cells = vec![String::new(); leading];
             if let Some(first) = cells.first_mut() {
                 *first = "TOTAL".to_owned();
+            }
+            if layout.allocation {
+                let (direct, allocated) = split.remove(&total.currency_code).unwrap_or_default();
+                cells.push(direct.to_string());
+                cells.push(allocated.to_string());
             }
             cells.push(total.amount.to_string());
             cells.push(total.currency_code);
@@ -289,6 +319,10 @@ struct JsonRow {
     line_item_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     period_start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direct_cost: Option<labels::JsonMoney>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allocated_cost: Option<labels::JsonMoney>,
     cost: labels::JsonMoney,
     tokens: labels::JsonTokens,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -316,6 +350,14 @@ fn rows_document(layout: &RowLayout, answer: &AllRows) -> Result<RowsDocument, C
             usage_category: None,
             line_item_type: None,
             period_start: None,
+            direct_cost: match &row.direct_cost {
+                Some(m) => Some(labels::JsonMoney::from_proto(Some(m), "direct cost")?),
+                None => None,
+            },
+            allocated_cost: match &row.allocated_cost {
+                Some(m) => Some(labels::JsonMoney::from_proto(Some(m), "allocated cost")?),
+                None => None,
+            },
             cost: labels::JsonMoney::from_proto(row.cost.as_ref(), "row cost")?,
             tokens: row.tokens.unwrap_or_default().into(),
             cost_per_million_tokens: match &row.cost_per_million_tokens {
@@ -480,6 +522,7 @@ mod tests {
                 ],
                 period: true,
                 cost_per_million: false,
+                allocation: false,
             }
         );
         let by_tag = RowLayout::cost_by_tag(&proto::CostByTagRequest {

@@ -238,6 +238,7 @@ mod tests {
                 }),
                 missing_columns: vec!["a".to_owned(), "b".to_owned()],
                 execution: String::new(),
+                ..Default::default()
             }],
             total_line_items: 10,
             last_refresh: None,
@@ -247,9 +248,11 @@ mod tests {
                 billing_period: "2026-06".to_owned(),
                 file: String::new(),
                 message: "manifest not found".to_owned(),
+                ..Default::default()
             }],
             snapshot_version: 3,
             schema_notes: vec!["2026-06 lacks caller identity".to_owned()],
+            ..Default::default()
         }
     }
 
@@ -298,6 +301,7 @@ s3://cur/export,2026-07,manifest,2,1000,10,4096,2026-07-01T00:00:00Z,,a;b
             line_items: 20,
             problems: vec![],
             duration_ms: 1500,
+            ..Default::default()
         };
         assert_eq!(
             render(|out| render_refresh(out, Format::Table, &refresh)),

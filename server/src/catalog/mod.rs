@@ -397,6 +397,7 @@ impl Catalog {
             usage_span: None,
             fingerprint: files.fingerprint.clone(),
             read_at: Utc::now(),
+            allocation: Vec::new(),
         };
         for read in reads {
             data.rows_read += read.rows_read;
@@ -404,6 +405,12 @@ impl Catalog {
             data.batches.extend(read.batches);
         }
         data.usage_span = usage_span(&data.batches);
+        data.allocation = crate::allocate::apply(&mut data.batches).map_err(|e| {
+            (
+                source.url().to_owned(),
+                format!("cannot allocate the period's unattributed spend: {e}"),
+            )
+        })?;
         Ok(data)
     }
 }

@@ -26,8 +26,10 @@ pub struct GroupRow {
     pub bucket: Option<i64>,
     /// One key per dimension of the spec; `None` is the UNATTRIBUTED / UNTAGGED group.
     pub keys: Vec<Option<String>>,
-    /// Exact cost in units of 1e-10.
+    /// Exact cost in units of 1e-10 (fully loaded with allocation).
     pub cost: i128,
+    /// The part of `cost` shared in or out by allocation (zero without it).
+    pub allocated: i128,
     /// Input, output, cache read and cache write tokens.
     pub tokens: [i64; 4],
     /// Line items in the group.
@@ -118,6 +120,13 @@ fn read_rows(
         .collect::<Result<Vec<_>, Error>>()?;
     let cost = cast(column(batch, out::COST)?, &crate::normalize::MONEY_TYPE)?;
     let cost = cost.as_primitive::<Decimal128Type>();
+    let allocated = match batch.column_by_name(out::ALLOCATED) {
+        Some(a) => Some(cast(a, &crate::normalize::MONEY_TYPE)?),
+        None => None,
+    };
+    let allocated = allocated
+        .as_ref()
+        .map(|a| a.as_primitive::<Decimal128Type>());
     let tokens = out::TOKENS
         .iter()
         .map(|n| Ok(cast(column(batch, n)?, &DataType::Int64)?))
@@ -144,6 +153,7 @@ fn read_rows(
             } else {
                 0
             },
+            allocated: allocated.map_or(0, |a| if a.is_valid(row) { a.value(row) } else { 0 }),
             tokens: [
                 int(&tokens[0]),
                 int(&tokens[1]),

@@ -33,8 +33,10 @@ pub mod out {
     pub const CURRENCY: &str = "g_currency";
     /// Start of the time bucket (when a granularity is set).
     pub const BUCKET: &str = "g_bucket";
-    /// Sum of the cost metric.
+    /// Sum of the cost metric (fully loaded with allocation).
     pub const COST: &str = "cost";
+    /// Sum of the allocated cost (with allocation only).
+    pub const ALLOCATED: &str = "allocated";
     /// Sums of the four token kinds.
     pub const TOKENS: [&str; 4] = ["input", "output", "cache_read", "cache_write"];
     /// Number of line items.
@@ -192,7 +194,14 @@ pub fn plan(
         };
         groups.push(key.alias(name));
     }
-    let mut aggregates = vec![sum(col(spec.metric.column())).alias(out::COST)];
+    let mut aggregates = if spec.allocation {
+        vec![
+            sum(col(spec.metric.column()) + col(spec.metric.alloc_column())).alias(out::COST),
+            sum(col(spec.metric.alloc_column())).alias(out::ALLOCATED),
+        ]
+    } else {
+        vec![sum(col(spec.metric.column())).alias(out::COST)]
+    };
     for (column, name) in [
         c::TOKENS_INPUT,
         c::TOKENS_OUTPUT,

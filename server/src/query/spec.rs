@@ -19,6 +19,16 @@ pub enum CostMetric {
 }
 
 impl CostMetric {
+    /// The normalized column holding this metric's proportional allocation.
+    pub fn alloc_column(self) -> &'static str {
+        match self {
+            Self::Unblended => col::ALLOC_UNBLENDED,
+            Self::NetUnblended => col::ALLOC_NET_UNBLENDED,
+            Self::Blended => col::ALLOC_BLENDED,
+            Self::PublicOnDemand => col::ALLOC_PUBLIC_ON_DEMAND,
+        }
+    }
+
     /// The normalized column holding this metric.
     pub fn column(self) -> &'static str {
         match self {
@@ -155,4 +165,6 @@ pub struct QuerySpec {
     pub granularity: Granularity,
     /// Group keys besides currency, in order.
     pub dimensions: Vec<Dimension>,
+    /// Sum fully loaded cost (direct plus proportionally allocated), see [`crate::allocate`].
+    pub allocation: bool,
 }

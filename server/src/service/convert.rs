@@ -2,11 +2,14 @@
 //! happens here, with a message that says what to send instead.
 
 use bedrock_attribution::v1 as pb;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 
 use crate::{
     error::Error,
-    query::{CostMetric, Dimension, Filter, Granularity, GroupRow, PrincipalGrouping, TagFilter},
+    query::{
+        CostMetric, Dimension, Filter, Granularity, GroupRow, PrincipalGrouping, QuerySpec,
+        TagFilter,
+    },
     rules::{
         arn::{Principal, PrincipalKind, is_account_id},
         money,
@@ -100,6 +103,39 @@ pub fn granularity(value: i32) -> Result<Granularity, Error> {
         pb::Granularity::Daily => Granularity::Daily,
         pb::Granularity::Monthly => Granularity::Monthly,
     })
+}
+
+/// Whether the request asks for fully loaded cost; allocation is defined per billing
+/// period, so the range must cover whole months and buckets must be months or the range.
+pub fn allocation(value: i32, spec: &QuerySpec) -> Result<bool, Error> {
+    let a: pb::Allocation = enum_value(
+        "allocation",
+        value,
+        "ALLOCATION_NONE, ALLOCATION_PROPORTIONAL",
+    )?;
+    if a == pb::Allocation::None {
+        return Ok(false);
+    }
+    let month_start = |t: &DateTime<Utc>| {
+        t.day() == 1 && t.num_seconds_from_midnight() == 0 && t.nanosecond() == 0
+    };
+    if !month_start(&spec.start) || !month_start(&spec.end) {
+        return Err(Error::invalid(
+            "time_range",
+            format!(
+                "ALLOCATION_PROPORTIONAL shares each billing period's spend, so the range must cover whole billing periods: start and end on the 1st of a month at 00:00 UTC (got {} to {})",
+                spec.start.to_rfc3339(),
+                spec.end.to_rfc3339()
+            ),
+        ));
+    }
+    if !matches!(spec.granularity, Granularity::Whole | Granularity::Monthly) {
+        return Err(Error::invalid(
+            "granularity",
+            "ALLOCATION_PROPORTIONAL is defined per billing period: use GRANULARITY_UNSPECIFIED or GRANULARITY_MONTHLY",
+        ));
+    }
+    Ok(true)
 }
 
 /// The principal grouping.
@@ -308,10 +344,17 @@ pub fn principal(key: Option<&str>, grouping: PrincipalGrouping) -> pb::Principa
     }
 }
 
-/// A proto row from a group row, setting the fields the dimensions name.
-pub fn row(group: &GroupRow, dimensions: &[Dimension]) -> pb::Row {
+/// A proto row from a group row, setting the fields the spec's dimensions name, and the
+/// direct and allocated parts when it asks for allocation.
+pub fn row(group: &GroupRow, spec: &QuerySpec) -> pb::Row {
     let mut row = pb::Row {
         cost: Some(money(&group.currency, group.cost)),
+        direct_cost: spec
+            .allocation
+            .then(|| money(&group.currency, group.cost - group.allocated)),
+        allocated_cost: spec
+            .allocation
+            .then(|| money(&group.currency, group.allocated)),
         tokens: Some(tokens(group.tokens)),
         line_items: group.line_items,
         period_start: group.bucket.map(|us| prost_types::Timestamp {
@@ -320,7 +363,7 @@ pub fn row(group: &GroupRow, dimensions: &[Dimension]) -> pb::Row {
         }),
         ..Default::default()
     };
-    for (dimension, key) in dimensions.iter().zip(&group.keys) {
+    for (dimension, key) in spec.dimensions.iter().zip(&group.keys) {
         let text = key.clone().unwrap_or_default();
         match dimension {
             Dimension::Principal(grouping) => {
@@ -351,6 +394,27 @@ pub fn row(group: &GroupRow, dimensions: &[Dimension]) -> pb::Row {
         }
     }
     row
+}
+
+/// One period's allocation summary as a proto message.
+pub fn allocation_summary(
+    period: &crate::snapshot::PeriodData,
+    a: &crate::allocate::AllocationSummary,
+) -> pb::AllocationSummary {
+    let metric = match a.metric {
+        CostMetric::Unblended => pb::CostMetric::Unblended,
+        CostMetric::NetUnblended => pb::CostMetric::NetUnblended,
+        CostMetric::Blended => pb::CostMetric::Blended,
+        CostMetric::PublicOnDemand => pb::CostMetric::PublicOnDemand,
+    };
+    pb::AllocationSummary {
+        source: period.source.clone(),
+        billing_period: period.period.clone(),
+        cost_metric: metric.into(),
+        shared_within_account: Some(money(&a.currency, a.within_account)),
+        shared_across_payer: Some(money(&a.currency, a.across_payer)),
+        unattributed: Some(money(&a.currency, a.unattributed)),
+    }
 }
 
 /// A time as a proto timestamp.

@@ -112,7 +112,7 @@ impl AttributionApi {
         let rows = page::slice(&answer.rows, page)
             .iter()
             .map(|group| {
-                let mut row = convert::row(group, &spec.dimensions);
+                let mut row = convert::row(group, &spec);
                 if per_million {
                     let all: i64 = group.tokens.iter().sum();
                     row.cost_per_million_tokens =
@@ -173,6 +173,7 @@ fn spec(
         metric: convert::metric(metric)?,
         granularity: convert::granularity(granularity)?,
         dimensions,
+        allocation: false,
     })
 }
 
@@ -192,13 +193,14 @@ impl AttributionService for AttributionApi {
             &r.also_group_by_tag_key,
             grouping,
         )?);
-        let spec = spec(
+        let mut spec = spec(
             r.time_range.as_ref(),
             r.filter.as_ref(),
             r.cost_metric,
             r.granularity,
             dimensions,
         )?;
+        spec.allocation = convert::allocation(r.allocation, &spec)?;
         let fp = fingerprint("CostByPrincipal", r, |m| {
             m.page_token.clear();
             m.page_size = 0;
@@ -236,13 +238,14 @@ impl AttributionService for AttributionApi {
             )
             .into());
         }
-        let spec = spec(
+        let mut spec = spec(
             r.time_range.as_ref(),
             r.filter.as_ref(),
             r.cost_metric,
             r.granularity,
             dimensions,
         )?;
+        spec.allocation = convert::allocation(r.allocation, &spec)?;
         let fp = fingerprint("CostByTag", r, |m| {
             m.page_token.clear();
             m.page_size = 0;
@@ -435,7 +438,17 @@ impl AttributionService for AttributionApi {
                 )
             })
             .collect();
+        let allocation = snapshot
+            .periods
+            .iter()
+            .flat_map(|p| {
+                p.allocation
+                    .iter()
+                    .map(move |a| convert::allocation_summary(p, a))
+            })
+            .collect();
         Ok(Response::new(pb::DataStatusResponse {
+            allocation,
             sources: snapshot.sources.clone(),
             periods,
             total_line_items: snapshot.line_items() as i64,

@@ -3,6 +3,7 @@
 
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
 
+mod allocation;
 mod common;
 mod drift;
 mod faults;

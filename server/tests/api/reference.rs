@@ -24,8 +24,8 @@ enum Rpc {
 }
 
 type Key = BTreeMap<String, Option<String>>;
-/// Cost, input, output, cache read, cache write, line items.
-type Sums = (Decimal, i64, i64, i64, i64, i64);
+/// Cost, input, output, cache read, cache write, line items, allocated cost.
+type Sums = (Decimal, i64, i64, i64, i64, i64, Option<Decimal>);
 
 fn iso(ts: &prost_types::Timestamp) -> String {
     chrono::DateTime::from_timestamp(ts.seconds, 0)
@@ -94,6 +94,7 @@ fn sums(row: &proto::Row) -> Sums {
         t.cache_read,
         t.cache_write,
         row.line_items,
+        row.allocated_cost.as_ref().map(exact),
     )
 }
 
@@ -110,6 +111,7 @@ fn cases() -> Vec<Case> {
     let all = ("2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z");
     let mid = ("2026-04-05T00:00:00Z", "2026-06-17T13:00:00Z");
     let week = ("2026-06-08T00:00:00Z", "2026-06-15T00:00:00Z");
+    let months = ("2026-03-01T00:00:00Z", "2026-08-01T00:00:00Z");
     let r = |(s, e): (&str, &str)| range(s, e);
     let spec = |(s, e): (&str, &str),
                 metric: &str,
@@ -323,6 +325,59 @@ fn cases() -> Vec<Case> {
                 ..Default::default()
             }),
         },
+        Case {
+            id: "allocated_role_monthly",
+            spec: spec(
+                months,
+                "unblended",
+                "monthly",
+                &["principal_role"],
+                json!({"allocation": true}),
+            ),
+            rpc: Rpc::ByPrincipal(proto::CostByPrincipalRequest {
+                time_range: r(months),
+                grouping: G::Role.into(),
+                granularity: proto::Granularity::Monthly.into(),
+                allocation: proto::Allocation::Proportional.into(),
+                page_size: 41,
+                ..Default::default()
+            }),
+        },
+        Case {
+            id: "allocated_team_net",
+            spec: spec(
+                months,
+                "net_unblended",
+                "none",
+                &["tag", "model"],
+                json!({"allocation": true, "tag_key": "iamPrincipal/team"}),
+            ),
+            rpc: Rpc::ByTag(proto::CostByTagRequest {
+                time_range: r(months),
+                tag_key: "iamPrincipal/team".into(),
+                cost_metric: proto::CostMetric::NetUnblended.into(),
+                also_group_by: vec![D::Model.into()],
+                allocation: proto::Allocation::Proportional.into(),
+                ..Default::default()
+            }),
+        },
+        Case {
+            id: "allocated_arn_public",
+            spec: spec(
+                months,
+                "public_on_demand",
+                "none",
+                &["principal_arn", "account"],
+                json!({"allocation": true}),
+            ),
+            rpc: Rpc::ByPrincipal(proto::CostByPrincipalRequest {
+                time_range: r(months),
+                cost_metric: proto::CostMetric::PublicOnDemand.into(),
+                also_group_by: vec![D::Account.into()],
+                allocation: proto::Allocation::Proportional.into(),
+                ..Default::default()
+            }),
+        },
     ]
 }
 
@@ -430,6 +485,7 @@ async fn answers_equal_duckdb_on_the_same_files() {
                         n("cache_read"),
                         n("cache_write"),
                         n("line_items"),
+                        row["allocated"].as_str().map(|a| a.parse().unwrap()),
                     ),
                 )
             })

@@ -113,6 +113,7 @@ def discover_files(root):
 # --------------------------------------------------------------------------------------------
 
 VARCHAR_COLS = [
+    "identity_line_item_id",
     "line_item_product_code",
     "product_product_family",
     "bill_billing_entity",
@@ -141,7 +142,7 @@ RAW_DDL = (
     + ", ".join("%s VARCHAR" % c for c in VARCHAR_COLS)
     + ", %s DOUBLE, " % AMOUNT_COL
     + ", ".join("%s DECIMAL(38,10)" % c for c in COST_COLS)
-    + ", product MAP(VARCHAR, VARCHAR), tags MAP(VARCHAR, VARCHAR))"
+    + ", product MAP(VARCHAR, VARCHAR), tags MAP(VARCHAR, VARCHAR), period VARCHAR)"
 )
 
 
@@ -204,14 +205,20 @@ def load_files(con, files):
         c, _ = col(AMOUNT_COL)
         exprs.append("CAST(%s AS DOUBLE)" % c if c else "NULL")
         for name in COST_COLS:
-            c, _ = col(name)
-            exprs.append("CAST(%s AS DECIMAL(38,10))" % c if c else "NULL")
+            c, t = col(name)
+            if c and t in ("DOUBLE", "FLOAT"):
+                # the decimal the double was written as: its shortest round-trip text
+                exprs.append("CAST(CAST(%s AS VARCHAR) AS DECIMAL(38,10))" % c)
+            else:
+                exprs.append("CAST(%s AS DECIMAL(38,10))" % c if c else "NULL")
         for name in MAP_COLS:
             c, t = col(name)
             exprs.append(_map_expr(c, t) if c else "NULL")
+        exprs.append("CAST($period AS VARCHAR)")
+        m = re.search(r"BILLING_PERIOD=([0-9]{4}-[0-9]{2})", path)
         con.execute(
             "INSERT INTO raw SELECT %s FROM read_parquet($p, hive_partitioning = false)" % ", ".join(exprs),
-            {"p": path},
+            {"p": path, "period": m.group(1) if m else None},
         )
 
 
@@ -290,6 +297,8 @@ WITH bedrock AS (
 )
 SELECT
     usage_start,
+    period,
+    identity_line_item_id                                     AS line_item_id,
     line_item_currency_code                                   AS currency,
     line_item_usage_account_id                                AS account,
     bill_payer_account_id                                     AS payer,
@@ -380,11 +389,88 @@ def _strs(values):
     return [v if isinstance(v, str) else str(v) for v in values]
 
 
+# Proportional allocation, per billing period, payer and currency, in units of 1e-10
+# (HUGEINT): receivers are attributed Usage line items, donors the line items without a
+# caller; an account whose receivers' cost sums above zero shares its donors' pool over
+# them; the donors of other accounts pool per payer and share over all the payer's
+# receivers if those sum above zero; else they stay. Each pool: floor shares, then one
+# unit each to the largest remainders, ties to the smaller line_item_id.
+ALLOC_SQL = r"""
+CREATE TEMP TABLE {table} AS
+WITH base AS (
+    SELECT *,
+           (principal_arn IS NOT NULL AND line_item_type = 'Usage') AS is_recv,
+           (principal_arn IS NULL)                                 AS is_donor,
+           CAST({cost} * 10000000000 AS HUGEINT)                   AS cu
+    FROM norm
+), acct AS (
+    SELECT *,
+           sum(CASE WHEN is_recv THEN cu ELSE 0 END) OVER (PARTITION BY period, payer, currency, account)  AS w_acct,
+           sum(CASE WHEN is_donor THEN cu ELSE 0 END) OVER (PARTITION BY period, payer, currency, account) AS pool_acct
+    FROM base
+), payer AS (
+    SELECT *,
+           sum(CASE WHEN is_recv THEN cu ELSE 0 END) OVER (PARTITION BY period, payer, currency) AS w_payer,
+           sum(CASE WHEN is_donor AND w_acct <= 0 THEN cu ELSE 0 END)
+               OVER (PARTITION BY period, payer, currency)                                    AS pool_payer
+    FROM acct
+), prod AS (
+    SELECT *,
+           CASE WHEN is_recv AND w_acct > 0 THEN pool_acct * cu END   AS x1,
+           CASE WHEN is_recv AND w_payer > 0 THEN pool_payer * cu END AS x2
+    FROM payer
+), rem AS (
+    SELECT *,
+           ((x1 % w_acct) + w_acct) % w_acct    AS r1,
+           ((x2 % w_payer) + w_payer) % w_payer AS r2
+    FROM prod
+), q AS (
+    SELECT *, (x1 - r1) // w_acct AS q1, (x2 - r2) // w_payer AS q2 FROM rem
+), ranked AS (
+    SELECT *,
+           row_number() OVER (PARTITION BY period, payer, currency, account, x1 IS NULL
+                              ORDER BY r1 DESC, line_item_id)                              AS rank1,
+           pool_acct - sum(q1) OVER (PARTITION BY period, payer, currency, account, x1 IS NULL) AS left1,
+           row_number() OVER (PARTITION BY period, payer, currency, x2 IS NULL
+                              ORDER BY r2 DESC, line_item_id)                              AS rank2,
+           pool_payer - sum(q2) OVER (PARTITION BY period, payer, currency, x2 IS NULL)     AS left2
+    FROM q
+)
+SELECT *,
+       coalesce(q1 + CASE WHEN rank1 <= left1 THEN 1 ELSE 0 END, 0)
+     + coalesce(q2 + CASE WHEN rank2 <= left2 THEN 1 ELSE 0 END, 0)
+     - CASE WHEN is_donor AND (w_acct > 0 OR w_payer > 0) THEN cu ELSE 0 END AS alloc_u
+FROM ranked
+"""
+
+
+def ensure_alloc(con, metric):
+    table = "norm_alloc_" + metric
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = $t", {"t": table}
+    ).fetchone()[0]
+    if not exists:
+        con.execute(ALLOC_SQL.format(table=table, cost=METRIC_COL[metric]))
+    return table
+
+
+def _units(text):
+    """A HUGEINT count of 1e-10 units, as a decimal string."""
+    from decimal import Decimal
+    return str(Decimal(int(text)).scaleb(-10))
+
+
 def run_query(con, spec):
     params = {}
     metric = spec.get("metric", "unblended") or "unblended"
     if metric not in METRIC_COL:
         raise ValueError("unknown metric %r" % metric)
+    allocation = bool(spec.get("allocation"))
+    table = ensure_alloc(con, metric) if allocation else "norm"
+    if allocation:
+        cost_sql = "CAST(sum(cu + alloc_u) AS VARCHAR), CAST(sum(alloc_u) AS VARCHAR)"
+    else:
+        cost_sql = "CAST(sum(%s) AS VARCHAR), NULL" % METRIC_COL[metric]
     granularity = spec.get("granularity", "none") or "none"
     if granularity == "none":
         period_sql = "CAST(NULL AS VARCHAR)"
@@ -447,12 +533,13 @@ def run_query(con, spec):
 
     n_keys = 2 + len(group_sql)
     sql = (
-        "SELECT currency, {period}{groups}, CAST(sum({cost}) AS VARCHAR), sum(tok_input), sum(tok_output), "
-        "sum(tok_cache_read), sum(tok_cache_write), count(*) FROM norm {where} GROUP BY {gb}"
+        "SELECT currency, {period}{groups}, {cost}, sum(tok_input), sum(tok_output), "
+        "sum(tok_cache_read), sum(tok_cache_write), count(*) FROM {table} {where} GROUP BY {gb}"
     ).format(
         period=period_sql,
         groups="".join(", " + g for g in group_sql),
-        cost=METRIC_COL[metric],
+        cost=cost_sql,
+        table=table,
         where=("WHERE " + " AND ".join(where)) if where else "",
         gb=", ".join(str(i) for i in range(1, n_keys + 1)),
     )
@@ -465,14 +552,16 @@ def run_query(con, spec):
         out.append(
             {
                 "keys": keys,
-                "cost": r[0],
-                "input": int(r[1]),
-                "output": int(r[2]),
-                "cache_read": int(r[3]),
-                "cache_write": int(r[4]),
-                "line_items": int(r[5]),
+                "cost": _units(r[0]) if allocation else r[0],
+                "input": int(r[2]),
+                "output": int(r[3]),
+                "cache_read": int(r[4]),
+                "cache_write": int(r[5]),
+                "line_items": int(r[6]),
             }
         )
+        if allocation:
+            out[-1]["allocated"] = _units(r[1])
     return out
 
 
