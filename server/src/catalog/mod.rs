@@ -7,6 +7,7 @@
 //! its last good version and the problem is reported; a period (or export) that was
 //! never read successfully is recorded as unavailable, and requests touching it fail.
 
+pub mod aws_profile;
 pub mod listing;
 pub mod manifest;
 pub mod source;

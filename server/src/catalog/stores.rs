@@ -166,7 +166,8 @@ impl StoreRegistry {
         match url.scheme() {
             "file" => Ok(Arc::new(LocalFileSystem::new())),
             "s3" | "s3a" => {
-                let mut b = AmazonS3Builder::from_env().with_url(bucket_url);
+                let mut b =
+                    super::aws_profile::apply(AmazonS3Builder::from_env()).with_url(bucket_url);
                 for (k, v) in self.settings(AmazonS3ConfigKey::Client) {
                     b = b.with_config(k, v);
                 }
