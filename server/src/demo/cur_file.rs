@@ -3,7 +3,7 @@
 
 use std::{fs::File, path::Path, sync::Arc};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use datafusion::arrow::{
     array::{
         ArrayRef, Float64Builder, MapBuilder, RecordBatch, StringBuilder,
@@ -68,6 +68,38 @@ pub struct CurLineItem {
     pub product: Vec<(String, String)>,
     /// `tags` map (written only when the schema has the column).
     pub tags: Vec<(String, String)>,
+}
+
+impl CurLineItem {
+    /// A one-hour native Bedrock `Usage` line item (Nova input tokens in us-east-1,
+    /// priced per million tokens) of `cost` USD under every cost metric, without a
+    /// caller. Fixtures change what they need with struct update syntax.
+    pub fn bedrock(id: &str, payer: &str, account: &str, start: DateTime<Utc>, cost: f64) -> Self {
+        let period_start = NaiveDate::from_ymd_opt(start.year(), start.month(), 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map_or(start, |d| d.and_utc());
+        Self {
+            line_item_id: id.to_owned(),
+            billing_period_start: period_start,
+            payer_account_id: payer.to_owned(),
+            billing_entity: "AWS".to_owned(),
+            usage_account_id: account.to_owned(),
+            line_item_type: "Usage".to_owned(),
+            usage_start: start,
+            usage_end: start + chrono::Duration::hours(1),
+            product_code: "AmazonBedrock".to_owned(),
+            usage_type: Some("USE1-Nova2.0Lite-input-tokens".to_owned()),
+            usage_amount: Some(1.0),
+            unblended_cost: Some(cost),
+            net_unblended_cost: Some(cost),
+            blended_cost: Some(cost),
+            public_on_demand_cost: Some(cost),
+            currency: "USD".to_owned(),
+            pricing_unit: Some("1M tokens".to_owned()),
+            region: Some("us-east-1".to_owned()),
+            ..Self::default()
+        }
+    }
 }
 
 /// Physical encoding of timestamp columns.

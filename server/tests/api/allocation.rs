@@ -27,15 +27,7 @@ fn line(
         .single()
         .unwrap();
     CurLineItem {
-        line_item_id: id.into(),
-        billing_period_start: start,
-        payer_account_id: "999999999999".into(),
-        billing_entity: "AWS".into(),
-        usage_account_id: account.into(),
         line_item_type: kind.into(),
-        usage_start: start + chrono::Duration::hours(5),
-        usage_end: start + chrono::Duration::hours(6),
-        product_code: "AmazonBedrock".into(),
         usage_type: Some(
             if kind == "Usage" {
                 "USE1-Nova2.0Lite-input-tokens"
@@ -45,18 +37,12 @@ fn line(
             .into(),
         ),
         principal: caller.map(str::to_owned),
-        usage_amount: Some(1.0),
-        unblended_cost: Some(cost),
-        net_unblended_cost: Some(cost),
-        blended_cost: Some(cost),
-        public_on_demand_cost: Some(cost),
         currency: if account == "333333333333" {
             "EUR"
         } else {
             "USD"
         }
         .into(),
-        pricing_unit: Some("1K tokens".into()),
         tags: caller
             .map(|_| {
                 vec![(
@@ -65,7 +51,13 @@ fn line(
                 )]
             })
             .unwrap_or_default(),
-        ..Default::default()
+        ..CurLineItem::bedrock(
+            id,
+            "999999999999",
+            account,
+            start + chrono::Duration::hours(5),
+            cost,
+        )
     }
 }
 

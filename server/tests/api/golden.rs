@@ -39,32 +39,11 @@ fn item(
     cost: f64,
 ) -> CurLineItem {
     CurLineItem {
-        line_item_id: format!("{usage_type}-{start}-{cost}"),
-        billing_period_start: Utc
-            .with_ymd_and_hms(
-                start.format("%Y").to_string().parse().unwrap(),
-                start.format("%m").to_string().parse().unwrap(),
-                1,
-                0,
-                0,
-                0,
-            )
-            .single()
-            .unwrap(),
-        payer_account_id: "999999999999".into(),
-        billing_entity: "AWS".into(),
-        usage_account_id: account.into(),
         line_item_type: kind.into(),
-        usage_start: start,
-        usage_end: start + chrono::Duration::hours(1),
         product_code: code.into(),
         usage_type: Some(usage_type.into()),
         principal: caller.map(str::to_owned),
         usage_amount: Some(amount),
-        unblended_cost: Some(cost),
-        net_unblended_cost: Some(cost),
-        blended_cost: Some(cost),
-        public_on_demand_cost: Some(cost),
         currency: if account == "333333333333" {
             "EUR"
         } else {
@@ -72,8 +51,13 @@ fn item(
         }
         .into(),
         pricing_unit: Some(unit.into()),
-        region: Some("us-east-1".into()),
-        ..Default::default()
+        ..CurLineItem::bedrock(
+            &format!("{usage_type}-{start}-{cost}"),
+            "999999999999",
+            account,
+            start,
+            cost,
+        )
     }
 }
 

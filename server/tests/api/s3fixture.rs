@@ -311,36 +311,19 @@ pub fn bedrock_item(
     cost: f64,
     tags: &[(&str, &str)],
 ) -> bedrock_attribution_server::demo::CurLineItem {
-    use chrono::Datelike;
-    let period_start = chrono::NaiveDate::from_ymd_opt(start.year(), start.month(), 1)
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .unwrap()
-        .and_utc();
     bedrock_attribution_server::demo::CurLineItem {
-        line_item_id: id.to_owned(),
-        billing_period_start: period_start,
-        payer_account_id: "444455556666".into(),
-        billing_entity: "AWS".into(),
-        usage_account_id: account.into(),
-        line_item_type: "Usage".into(),
-        usage_start: start,
-        usage_end: start + chrono::Duration::hours(1),
-        product_code: "AmazonBedrock".into(),
-        usage_type: Some("USE1-Nova2.0Lite-input-tokens".into()),
         principal: caller.map(str::to_owned),
-        usage_amount: Some(1.0),
-        unblended_cost: Some(cost),
-        net_unblended_cost: Some(cost),
-        blended_cost: Some(cost),
-        public_on_demand_cost: Some(cost),
-        currency: "USD".into(),
-        pricing_unit: Some("1M tokens".into()),
-        region: Some("us-east-1".into()),
         tags: tags
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        ..Default::default()
+        ..bedrock_attribution_server::demo::CurLineItem::bedrock(
+            id,
+            "444455556666",
+            account,
+            start,
+            cost,
+        )
     }
 }
 
