@@ -12,7 +12,7 @@ use datafusion::{
     prelude::{SessionConfig, SessionContext},
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 
 use crate::{
@@ -183,6 +183,9 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
     let addr = listener.local_addr().map_err(|e| Error::InvalidConfig {
         reason: e.to_string(),
     })?;
+    // Answers go out as several small writes (headers, data, trailers); without
+    // TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms to each small answer.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let (reporter, health) = tonic_health::server::health_reporter();
     set_health(&reporter, false).await;
 
@@ -220,7 +223,7 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(AttributionServiceServer::new(api))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            .serve_with_incoming_shutdown(incoming, async move {
                 let _ = drain.wait_for(|stop| *stop).await;
                 set_health(&health_reporter, false).await;
             }),
