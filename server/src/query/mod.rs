@@ -6,6 +6,7 @@
 //! the request and the snapshot.
 
 pub mod answer;
+pub mod cache;
 pub mod discovery;
 pub mod page;
 pub mod plan;

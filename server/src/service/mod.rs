@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     catalog::Catalog,
     error::Error,
-    query::{self, Dimension, QuerySpec, discovery, page},
+    query::{self, Dimension, QuerySpec, cache::AnswerCache, discovery, page},
     snapshot::Snapshot,
 };
 
@@ -23,6 +23,7 @@ use crate::{
 pub struct AttributionApi {
     catalog: Arc<Catalog>,
     query_timeout: Duration,
+    answers: Arc<AnswerCache>,
 }
 
 /// The parts shared by the three grouped answers.
@@ -88,6 +89,7 @@ impl AttributionApi {
         Self {
             catalog,
             query_timeout,
+            answers: Arc::default(),
         }
     }
 
@@ -102,13 +104,7 @@ impl AttributionApi {
     ) -> Result<Grouped, Error> {
         let snapshot = self.catalog.require_snapshot()?;
         let page = page::request(page_size, page_token, snapshot.version, fingerprint)?;
-        let timeout = deadline::effective(request.metadata(), self.query_timeout);
-        let answer = tokio::time::timeout(
-            timeout,
-            query::run(self.catalog.session(), &snapshot, &spec),
-        )
-        .await
-        .map_err(|_| Error::Deadline)??;
+        let answer = self.answer(request, &snapshot, &spec, fingerprint).await?;
         let rows = page::slice(&answer.rows, page)
             .iter()
             .map(|group| {
@@ -147,14 +143,34 @@ impl AttributionApi {
         &self,
         request: &Request<T>,
         spec: &QuerySpec,
-    ) -> Result<(Arc<Snapshot>, query::Answer), Error> {
+        fingerprint: u64,
+    ) -> Result<(Arc<Snapshot>, Arc<query::Answer>), Error> {
         let snapshot = self.catalog.require_snapshot()?;
+        let answer = self.answer(request, &snapshot, spec, fingerprint).await?;
+        Ok((snapshot, answer))
+    }
+
+    /// The whole answer of a spec on a snapshot: from the cache when an earlier page of
+    /// the same request computed it, else run within the request's deadline.
+    async fn answer<T>(
+        &self,
+        request: &Request<T>,
+        snapshot: &Snapshot,
+        spec: &QuerySpec,
+        fingerprint: u64,
+    ) -> Result<Arc<query::Answer>, Error> {
+        if let Some(answer) = self.answers.get(snapshot.version, fingerprint) {
+            return Ok(answer);
+        }
         let timeout = deadline::effective(request.metadata(), self.query_timeout);
         let answer =
-            tokio::time::timeout(timeout, query::run(self.catalog.session(), &snapshot, spec))
+            tokio::time::timeout(timeout, query::run(self.catalog.session(), snapshot, spec))
                 .await
                 .map_err(|_| Error::Deadline)??;
-        Ok((snapshot, answer))
+        let answer = Arc::new(answer);
+        self.answers
+            .put(snapshot.version, fingerprint, answer.clone());
+        Ok(answer)
     }
 }
 
@@ -310,7 +326,7 @@ impl AttributionService for AttributionApi {
             m.page_token.clear();
             m.page_size = 0;
         });
-        let (snapshot, answer) = self.run_discovery(&request, &spec).await?;
+        let (snapshot, answer) = self.run_discovery(&request, &spec, fp).await?;
         let page = page::request(r.page_size, &r.page_token, snapshot.version, fp)?;
         let all = discovery::by_first_key(&answer);
         let principals = page::slice(&all, page)
@@ -397,7 +413,7 @@ impl AttributionService for AttributionApi {
             m.page_token.clear();
             m.page_size = 0;
         });
-        let (snapshot, answer) = self.run_discovery(&request, &spec).await?;
+        let (snapshot, answer) = self.run_discovery(&request, &spec, fp).await?;
         let page = page::request(r.page_size, &r.page_token, snapshot.version, fp)?;
         let all = discovery::by_first_key(&answer);
         let models = page::slice(&all, page)
