@@ -1,6 +1,6 @@
 //! Running a plan and shaping its groups: exact sums, stable order, per-currency totals.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use datafusion::{
     arrow::{
@@ -11,8 +11,12 @@ use datafusion::{
     prelude::SessionContext,
 };
 
-use super::{plan, plan::out, spec::QuerySpec};
-use crate::{error::Error, snapshot::Snapshot};
+use super::{
+    plan,
+    plan::out,
+    spec::{Dimension, QuerySpec},
+};
+use crate::{error::Error, normalize::TagSets, snapshot::Snapshot};
 
 /// Groups an answer may hold before the server refuses it.
 pub const MAX_GROUPS: usize = 1_000_000;
@@ -65,6 +69,7 @@ pub async fn run(
             });
         }
     }
+    let mut rows = resolve_tags(rows, spec, &snapshot.tag_sets);
     rows.sort_by(|a, b| {
         b.cost
             .cmp(&a.cost)
@@ -85,6 +90,51 @@ pub async fn run(
         totals: totals.into_iter().collect(),
         tokens,
     })
+}
+
+/// Currency, time bucket and dimension keys: what makes a group.
+type GroupKey = (String, Option<i64>, Vec<Option<String>>);
+
+/// Replaces tag-set ids by the value of each tag dimension's key (NULL = untagged) and
+/// merges the groups that then share every key: distinct tag sets are few, so the key is
+/// looked up once per set instead of once per line item. Sums stay exact (i128).
+fn resolve_tags(rows: Vec<GroupRow>, spec: &QuerySpec, tag_sets: &TagSets) -> Vec<GroupRow> {
+    let tags: Vec<(usize, &str)> = spec
+        .dimensions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| match d {
+            Dimension::Tag(key) => Some((i, key.as_str())),
+            _ => None,
+        })
+        .collect();
+    if tags.is_empty() {
+        return rows;
+    }
+    let mut merged: HashMap<GroupKey, GroupRow> = HashMap::new();
+    for mut row in rows {
+        for (i, key) in &tags {
+            let id = row.keys[*i]
+                .as_deref()
+                .and_then(|id| id.parse::<u32>().ok());
+            row.keys[*i] = id.and_then(|id| tag_sets.value(id, key)).map(str::to_owned);
+        }
+        let group = (row.currency.clone(), row.bucket, row.keys.clone());
+        match merged.get_mut(&group) {
+            Some(m) => {
+                m.cost += row.cost;
+                m.allocated += row.allocated;
+                for (t, r) in m.tokens.iter_mut().zip(row.tokens) {
+                    *t += r;
+                }
+                m.line_items += row.line_items;
+            }
+            None => {
+                merged.insert(group, row);
+            }
+        }
+    }
+    merged.into_values().collect()
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, Error> {

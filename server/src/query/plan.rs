@@ -7,11 +7,8 @@
 use std::sync::Arc;
 
 use datafusion::{
-    arrow::{
-        array::{RecordBatch, StringArray, UInt32Array},
-        datatypes::{DataType, Field, Schema},
-    },
-    common::{JoinType, ScalarValue},
+    arrow::{array::RecordBatch, datatypes::DataType},
+    common::ScalarValue,
     dataframe::DataFrame,
     datasource::MemTable,
     functions::expr_fn::date_trunc,
@@ -141,32 +138,13 @@ pub fn predicate(spec: &QuerySpec, tag_sets: &TagSets) -> Expr {
         .unwrap_or(lit(true))
 }
 
-/// A two-column table mapping every tag set id to its value for `key` (NULL = untagged).
-fn tag_lookup(
-    ctx: &SessionContext,
-    tag_sets: &TagSets,
-    key: &str,
-    i: usize,
-) -> Result<DataFrame, Error> {
-    let id_name = format!("tag_set_{i}");
-    let schema = Arc::new(Schema::new(vec![
-        Field::new(&id_name, DataType::UInt32, false),
-        Field::new(out::dimension(i), DataType::Utf8, true),
-    ]));
-    let count = tag_sets.sets().len() as u32;
-    let ids = UInt32Array::from_iter_values(0..count);
-    let values: StringArray = (0..count).map(|id| tag_sets.value(id, key)).collect();
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(values)])?;
-    Ok(ctx.read_table(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))?)
-}
-
 /// The grouped aggregate of a spec over a snapshot.
 pub fn plan(
     ctx: &SessionContext,
     snapshot: &Snapshot,
     spec: &QuerySpec,
 ) -> Result<DataFrame, Error> {
-    let mut df = scan(ctx, snapshot, spec)?.filter(predicate(spec, &snapshot.tag_sets))?;
+    let df = scan(ctx, snapshot, spec)?.filter(predicate(spec, &snapshot.tag_sets))?;
     let mut groups = vec![col(c::CURRENCY).alias(out::CURRENCY)];
     if let Some(unit) = spec.granularity.trunc_unit() {
         groups.push(date_trunc(lit(unit), col(c::USAGE_START)).alias(out::BUCKET));
@@ -180,17 +158,9 @@ pub fn plan(
             Dimension::Region => col(c::REGION),
             Dimension::UsageCategory => cast(col(c::USAGE_CATEGORY), DataType::Utf8),
             Dimension::LineItemType => col(c::LINE_ITEM_TYPE),
-            Dimension::Tag(tag_key) => {
-                let lookup = tag_lookup(ctx, &snapshot.tag_sets, tag_key, i)?;
-                df = df.join(
-                    lookup,
-                    JoinType::Inner,
-                    &[c::TAG_SET],
-                    &[format!("tag_set_{i}").as_str()],
-                    None,
-                )?;
-                col(&name)
-            }
+            // Grouped by tag-set id here; [`super::answer`] resolves each distinct id to
+            // the key's value once and merges the groups that share a value.
+            Dimension::Tag(_) => col(c::TAG_SET),
         };
         groups.push(key.alias(name));
     }
