@@ -39,6 +39,16 @@ pub struct TestServer {
 impl TestServer {
     /// Serves the export roots on `127.0.0.1:0` and waits for the first snapshot.
     pub async fn start(roots: &[&Path]) -> Self {
+        let sources: Vec<String> = roots
+            .iter()
+            .map(|r| format!("file://{}", r.display()))
+            .collect();
+        Self::serve(&sources, &[]).await
+    }
+
+    /// Serves `sources` (any URLs) with `extra` flags on `127.0.0.1:0` and waits for
+    /// the first snapshot.
+    pub async fn serve(sources: &[String], extra: &[String]) -> Self {
         let mut args = vec![
             "test".to_owned(),
             "--listen".into(),
@@ -46,13 +56,13 @@ impl TestServer {
             "--refresh-interval".into(),
             "0".into(),
         ];
-        for root in roots {
+        for source in sources {
             args.push("--source".into());
-            args.push(format!("file://{}", root.display()));
+            args.push(source.clone());
         }
+        args.extend(extra.iter().cloned());
         let config = Config::try_parse_from(args).unwrap_or_else(|e| panic!("config: {e}"));
-        let catalog = server::catalog(&config.data.sources, config.data.product_codes.clone())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let catalog = server::catalog_from(&config.data).unwrap_or_else(|e| panic!("{e}"));
         let handle = server::start(&config, catalog)
             .await
             .unwrap_or_else(|e| panic!("start: {e}"));
@@ -61,6 +71,15 @@ impl TestServer {
             .await
             .unwrap_or_else(|e| panic!("connect: {e}"));
         Self { handle, client }
+    }
+
+    /// A raw channel to the server, for the health and reflection clients.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Channel::from_shared(format!("http://{}", self.handle.addr()))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"))
     }
 
     /// Stops the server and waits for it.

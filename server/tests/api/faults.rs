@@ -19,12 +19,7 @@ fn key(relative: &str) -> String {
 }
 
 async fn health(server: &crate::common::TestServer) -> i32 {
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://{}", server.handle.addr()))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+    let channel = server.channel().await;
     tonic_health::pb::health_client::HealthClient::new(channel)
         .check(tonic_health::pb::HealthCheckRequest {
             service: "bedrock.attribution.v1.AttributionService".into(),

@@ -344,12 +344,7 @@ async fn discovery_lists_principals_models_and_tag_keys() {
 #[tokio::test]
 async fn health_and_reflection() {
     let server = TestServer::start(&[small_export()]).await;
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://{}", server.handle.addr()))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+    let channel = server.channel().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     for service in ["", "bedrock.attribution.v1.AttributionService"] {
         let status = health

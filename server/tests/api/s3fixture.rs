@@ -14,8 +14,6 @@ use std::{
 };
 
 use bedrock_attribution_client::Client;
-use bedrock_attribution_server::{Config, server};
-use clap::Parser;
 use hyper::{Response, StatusCode, body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
 use object_store::{
@@ -273,28 +271,7 @@ fn slow_down() -> Response<Body> {
 /// Serves `sources` (any URLs) with `extra` flags on `127.0.0.1:0` and waits for the
 /// first snapshot.
 pub async fn serve(sources: &[String], extra: &[String]) -> TestServer {
-    let mut args = vec![
-        "test".to_owned(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--refresh-interval".into(),
-        "0".into(),
-    ];
-    for source in sources {
-        args.push("--source".into());
-        args.push(source.clone());
-    }
-    args.extend(extra.iter().cloned());
-    let config = Config::try_parse_from(args).unwrap_or_else(|e| panic!("config: {e}"));
-    let catalog = server::catalog_from(&config.data).unwrap_or_else(|e| panic!("{e}"));
-    let handle = server::start(&config, catalog)
-        .await
-        .unwrap_or_else(|e| panic!("start: {e}"));
-    handle.ready().await;
-    let client = Client::connect(format!("http://{}", handle.addr()))
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    TestServer { handle, client }
+    TestServer::serve(sources, extra).await
 }
 
 /// `file://` URL of a local export root.
