@@ -412,3 +412,35 @@ async fn health_and_reflection() {
     assert!(!files.file_descriptor_proto.is_empty());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_flips_health_to_not_serving_before_draining() {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let server = TestServer::start(&[small_export()]).await;
+    let mut health = HealthClient::new(server.channel().await);
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: "bedrock.attribution.v1.AttributionService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap().status;
+    assert_eq!(first, ServingStatus::Serving as i32);
+    // Shutdown waits for requests in flight, this watch included, so it runs aside.
+    let stopping = tokio::spawn(server.stop());
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), watch.message())
+        .await
+        .expect("health changes within 10 s of shutdown")
+        .unwrap()
+        .unwrap()
+        .status;
+    assert_eq!(next, ServingStatus::NotServing as i32);
+    drop(watch);
+    tokio::time::timeout(std::time::Duration::from_secs(30), stopping)
+        .await
+        .expect("the server drains and stops")
+        .unwrap();
+}
