@@ -313,6 +313,16 @@ pub fn at(y: i32, m: u32, d: u32, h: u32) -> chrono::DateTime<chrono::Utc> {
         .unwrap()
 }
 
+/// The answer info with the snapshot version blanked, so two servers compare equal.
+fn without_version(
+    info: Option<bedrock_attribution_client::proto::AnswerInfo>,
+) -> Option<bedrock_attribution_client::proto::AnswerInfo> {
+    info.map(|i| bedrock_attribution_client::proto::AnswerInfo {
+        snapshot_version: 0,
+        ..i
+    })
+}
+
 /// Whole answers (every row, total and note) of a few grouped queries over everything,
 /// as text so that answers of two servers, or of two snapshots, compare exactly (the
 /// snapshot version is left out).
@@ -331,10 +341,7 @@ pub async fn suite(c: &Client) -> Vec<String> {
             })
             .await
             .map(|mut a| {
-                a.info = a.info.map(|i| proto::AnswerInfo {
-                    snapshot_version: 0,
-                    ..i
-                });
+                a.info = without_version(a.info);
                 a
             })
             .unwrap()
@@ -351,10 +358,7 @@ pub async fn suite(c: &Client) -> Vec<String> {
             })
             .await
             .map(|mut a| {
-                a.info = a.info.map(|i| proto::AnswerInfo {
-                    snapshot_version: 0,
-                    ..i
-                });
+                a.info = without_version(a.info);
                 a
             })
             .unwrap()
@@ -370,10 +374,7 @@ pub async fn suite(c: &Client) -> Vec<String> {
             })
             .await
             .map(|mut a| {
-                a.info = a.info.map(|i| proto::AnswerInfo {
-                    snapshot_version: 0,
-                    ..i
-                });
+                a.info = without_version(a.info);
                 a
             })
             .unwrap()
@@ -386,10 +387,7 @@ pub async fn suite(c: &Client) -> Vec<String> {
             })
             .await
             .map(|mut a| {
-                a.info = a.info.map(|i| proto::AnswerInfo {
-                    snapshot_version: 0,
-                    ..i
-                });
+                a.info = without_version(a.info);
                 a
             })
             .unwrap()
@@ -402,10 +400,7 @@ pub async fn suite(c: &Client) -> Vec<String> {
             })
             .await
             .map(|mut a| {
-                a.info = a.info.map(|i| proto::AnswerInfo {
-                    snapshot_version: 0,
-                    ..i
-                });
+                a.info = without_version(a.info);
                 a
             })
             .unwrap()
