@@ -125,13 +125,21 @@ impl Table {
     }
 }
 
+/// Columns a cell takes on a terminal: CJK characters take two.
 fn width(s: &str) -> usize {
-    s.chars().count()
+    unicode_width::UnicodeWidthStr::width(s)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wide_characters_take_two_columns() {
+        assert_eq!(width("search"), 6);
+        assert_eq!(width("チーム"), 6);
+        assert_eq!(width("Zürich"), 6);
+    }
 
     fn sample() -> Table {
         let mut table = Table::new(vec![
