@@ -188,8 +188,7 @@ async fn main() {
         &source,
     ])
     .expect("config");
-    let catalog =
-        server::catalog(&config.data.sources, config.data.product_codes.clone()).expect("catalog");
+    let catalog = server::catalog_from(&config.data).expect("catalog");
     let started = Instant::now();
     let handle = server::start(&config, catalog).await.expect("start");
     handle.ready().await;

@@ -17,7 +17,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::{
     catalog::{Catalog, source::Source, stores::StoreRegistry},
-    config::{Config, DataConfig, StoreConfig},
+    config::{Config, DataConfig},
     error::Error,
     rules::bedrock::BedrockRule,
     service::AttributionApi,
@@ -64,30 +64,10 @@ pub fn session() -> SessionContext {
     SessionContext::new_with_config_rt(config, runtime)
 }
 
-/// A catalog over the configured sources, with default store settings.
-pub fn catalog(sources: &[String], product_codes: Vec<String>) -> Result<Arc<Catalog>, Error> {
-    catalog_with(
-        sources,
-        product_codes,
-        &StoreRegistry::new(StoreConfig::default())?,
-    )
-}
-
 /// A catalog over the sources of `data`, with its store settings.
 pub fn catalog_from(data: &DataConfig) -> Result<Arc<Catalog>, Error> {
-    catalog_with(
-        &data.sources,
-        data.product_codes.clone(),
-        &StoreRegistry::new(data.store.clone())?,
-    )
-}
-
-/// A catalog over `sources`, taking stores from `stores` (one per bucket).
-pub fn catalog_with(
-    sources: &[String],
-    product_codes: Vec<String>,
-    stores: &StoreRegistry,
-) -> Result<Arc<Catalog>, Error> {
+    let (sources, product_codes) = (&data.sources, data.product_codes.clone());
+    let stores = StoreRegistry::new(data.store.clone())?;
     if sources.is_empty() {
         return Err(Error::InvalidConfig {
             reason: "no --source given; pass --source file:///path/to/export or s3://bucket/prefix/export, or --demo".into(),
@@ -95,7 +75,7 @@ pub fn catalog_with(
     }
     let sources = sources
         .iter()
-        .map(|s| Source::parse(s, stores))
+        .map(|s| Source::parse(s, &stores))
         .collect::<Result<Vec<_>, _>>()?;
     let ctx = session();
     stores.register(ctx.runtime_env().as_ref());
