@@ -58,9 +58,37 @@ pub struct DataConfig {
     #[arg(long, env = "BEDROCK_ATTRIBUTION_REFRESH_INTERVAL", default_value = "15m", value_parser = parse_duration)]
     pub refresh_interval: Duration,
 
+    /// Folder where each billing period's layers are persisted once built, so that a
+    /// restart on unchanged data loads them instead of reading the export again.
+    /// Defaults to bedrock-attribution/layers under $XDG_CACHE_HOME or ~/.cache.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Do not persist layers: every start reads the export.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_NO_CACHE")]
+    pub no_cache: bool,
+
     /// How object stores are reached.
     #[command(flatten)]
     pub store: StoreConfig,
+}
+
+impl DataConfig {
+    /// The layer cache folder in effect: `--cache-dir`, else the user's cache
+    /// directory; `None` with `--no-cache` or when no cache directory is known.
+    pub fn layer_cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        if let Some(dir) = &self.cache_dir {
+            return Some(dir.clone());
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(base.join("bedrock-attribution").join("layers"))
+    }
 }
 
 /// Object store clients: timeouts, retries and request concurrency, per bucket.

@@ -19,6 +19,7 @@ use crate::{
     catalog::{Catalog, source::Source, stores::StoreRegistry},
     config::{Config, DataConfig},
     error::Error,
+    layers::persist::LayerCache,
     rules::bedrock::BedrockRule,
     service::AttributionApi,
 };
@@ -79,11 +80,12 @@ pub fn catalog_from(data: &DataConfig) -> Result<Arc<Catalog>, Error> {
         .collect::<Result<Vec<_>, _>>()?;
     let ctx = session();
     stores.register(ctx.runtime_env().as_ref());
-    Ok(Arc::new(Catalog::new(
-        sources,
-        ctx,
-        BedrockRule::new(product_codes),
-    )))
+    let rule = BedrockRule::new(product_codes);
+    let cache = data.layer_cache_dir().map(|dir| {
+        tracing::info!(dir = %dir.display(), "persisting layers");
+        LayerCache::new(dir, &rule)
+    });
+    Ok(Arc::new(Catalog::new(sources, ctx, rule, cache)))
 }
 
 /// A running server.

@@ -72,6 +72,24 @@ impl Fingerprint {
     }
 }
 
+impl Fingerprint {
+    /// The objects, one `location|etag|size|mtime` line each.
+    pub fn lines(&self) -> &[String] {
+        &self.0
+    }
+
+    /// A SHA-256 digest of the objects: equal digests mean the same content.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for line in &self.0 {
+            h.update(line.as_bytes());
+            h.update(b"\n");
+        }
+        h.finalize().into()
+    }
+}
+
 /// A period whose file list could not be made.
 #[derive(Debug, Clone)]
 pub struct ListingProblem {

@@ -110,7 +110,7 @@ impl AttributionApi {
             .map(|group| {
                 let mut row = convert::row(group, &spec);
                 if per_million {
-                    let all: i64 = group.tokens.iter().sum();
+                    let all = group.tokens.total();
                     row.cost_per_million_tokens =
                         crate::rules::money::per_million_tokens(group.cost, all)
                             .map(|a| convert::money(&group.currency, a));
