@@ -476,6 +476,7 @@ impl AttributionService for AttributionApi {
             periods_reread: snapshot.stats.reread as i64,
             periods_reused: snapshot.stats.reused as i64,
             refresh_duration_ms: snapshot.stats.duration_ms as i64,
+            resident_bytes: (snapshot.layer_bytes() + snapshot.dicts.heap_bytes()) as i64,
         }))
     }
 

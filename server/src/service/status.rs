@@ -54,6 +54,11 @@ pub fn periods(snapshot: &Snapshot, now: DateTime<Utc>) -> Vec<pb::PeriodStatus>
                 freshness_age_seconds: p
                     .last_modified
                     .map_or(0, |t| (now - t).num_seconds().max(0)),
+                layers_from: if p.from_cache { "cache" } else { "export" }.to_owned(),
+                fine_rows: p.layers.fine.rows() as i64,
+                daily_rows: p.layers.daily.rows() as i64,
+                monthly_rows: p.layers.monthly.rows() as i64,
+                layer_bytes: p.layers.bytes() as i64,
                 problem: if stale {
                     problem_of(&p.source, &p.period)
                 } else {

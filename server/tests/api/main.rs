@@ -4,6 +4,7 @@
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
 
 mod allocation;
+mod cache;
 mod common;
 mod drift;
 mod faults;
