@@ -57,7 +57,19 @@ pub async fn run(
     snapshot: &Snapshot,
     spec: &QuerySpec,
 ) -> Result<Answer, Error> {
-    let batches = plan::plan(ctx, snapshot, spec)?.collect().await?;
+    run_with(ctx, snapshot, spec, plan::LayerChoice::Coarsest).await
+}
+
+/// [`run`] over the layers `choice` allows.
+pub async fn run_with(
+    ctx: &SessionContext,
+    snapshot: &Snapshot,
+    spec: &QuerySpec,
+    choice: plan::LayerChoice,
+) -> Result<Answer, Error> {
+    let batches = plan::plan_with(ctx, snapshot, spec, choice)?
+        .collect()
+        .await?;
     let mut rows = Vec::new();
     for batch in &batches {
         read_rows(batch, spec.dimensions.len(), &mut rows)?;

@@ -12,7 +12,8 @@ pub mod page;
 pub mod plan;
 pub mod spec;
 
-pub use answer::{Answer, GroupRow, run};
+pub use answer::{Answer, GroupRow, run, run_with};
+pub use plan::LayerChoice;
 pub use spec::{
     CostMetric, Dimension, Filter, Granularity, PrincipalGrouping, QuerySpec, TagFilter,
 };

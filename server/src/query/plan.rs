@@ -104,12 +104,32 @@ fn layer(layers: &PeriodLayers, grain: Grain) -> &crate::layers::Layer {
     }
 }
 
+/// Which layers a plan may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LayerChoice {
+    /// The coarsest that answer each part of the range exactly (what requests use).
+    #[default]
+    Coarsest,
+    /// Only the fine rows: a plain scan, against which tests hold the fast paths.
+    FineOnly,
+}
+
 /// The layer rows a spec needs, as one DataFrame: the chunks that [`cover`] picks in
 /// every period overlapping the range, cut to the filtered callers when there are any.
 pub fn scan(
     ctx: &SessionContext,
     snapshot: &Snapshot,
     spec: &QuerySpec,
+) -> Result<DataFrame, Error> {
+    scan_with(ctx, snapshot, spec, LayerChoice::Coarsest)
+}
+
+/// [`scan`] over the layers `choice` allows.
+pub fn scan_with(
+    ctx: &SessionContext,
+    snapshot: &Snapshot,
+    spec: &QuerySpec,
+    choice: LayerChoice,
 ) -> Result<DataFrame, Error> {
     let start = spec.start.timestamp_micros();
     let end = spec.end.timestamp_micros();
@@ -118,7 +138,11 @@ pub fn scan(
         .then(|| spec.filter.principals.iter().map(String::as_str).collect());
     let mut pieces: Vec<RecordBatch> = Vec::new();
     for period in snapshot.periods_in(start, end) {
-        for (grain, lo, hi) in cover(start, end, spec.granularity) {
+        let parts = match choice {
+            LayerChoice::Coarsest => cover(start, end, spec.granularity),
+            LayerChoice::FineOnly => vec![(Grain::Fine, start, end)],
+        };
+        for (grain, lo, hi) in parts {
             let layer = layer(&period.layers, grain);
             let chunks: Vec<_> = match grain {
                 // Partial days: the exact time predicate cuts the chunk's rows.
@@ -279,8 +303,18 @@ pub fn plan(
     snapshot: &Snapshot,
     spec: &QuerySpec,
 ) -> Result<DataFrame, Error> {
+    plan_with(ctx, snapshot, spec, LayerChoice::Coarsest)
+}
+
+/// [`plan`] over the layers `choice` allows.
+pub fn plan_with(
+    ctx: &SessionContext,
+    snapshot: &Snapshot,
+    spec: &QuerySpec,
+    choice: LayerChoice,
+) -> Result<DataFrame, Error> {
     let dicts = &snapshot.dicts;
-    let df = scan(ctx, snapshot, spec)?.filter(predicate(spec, dicts))?;
+    let df = scan_with(ctx, snapshot, spec, choice)?.filter(predicate(spec, dicts))?;
 
     // 1. Sum by ids: cheap integer keys over the layer rows.
     let key = |i: usize| format!("k_dim_{i}");

@@ -6,6 +6,7 @@
 mod allocation;
 mod cache;
 mod common;
+mod differential;
 mod drift;
 mod faults;
 mod golden;
