@@ -88,6 +88,9 @@ pub enum Impact {
     /// Nothing is served from the object concerned, and nothing is missing (e.g. an
     /// export without periods).
     None,
+    /// The object is odd but was read correctly anyway (e.g. a manifest naming a file
+    /// twice, read once).
+    Corrected,
 }
 
 impl Impact {
@@ -97,6 +100,7 @@ impl Impact {
             Self::ServingLastGood => "serving_last_good",
             Self::Unavailable => "unavailable",
             Self::None => "none",
+            Self::Corrected => "corrected",
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct PeriodFiles {
     pub files: Vec<ObjectMeta>,
     /// The objects the list depends on, as they were when listed.
     pub fingerprint: Fingerprint,
+    /// Oddities of the list that were corrected (e.g. a file named twice), for people.
+    pub corrections: Vec<String>,
 }
 
 /// Every object a period's file list depends on (its manifest, if any, and its data
@@ -213,8 +215,9 @@ async fn list_period(
                 format!("the manifest is not valid JSON: {e}"),
             )
         })?;
-        let mut files = Vec::new();
+        let mut files: Vec<ObjectMeta> = Vec::new();
         let mut execution = None;
+        let mut corrections = Vec::new();
         for uri in manifest::data_files(&json) {
             let relative = manifest::relative_to_root(&uri).ok_or_else(|| {
                 problem(
@@ -230,7 +233,20 @@ async fn list_period(
                 )
             })?;
             execution = execution_of(folder, &location).or(execution);
+            if files.iter().any(|f| f.location == meta.location) {
+                // Read literally, the file would count twice; it is one file.
+                corrections.push(format!(
+                    "the manifest names {uri} more than once; it is read once"
+                ));
+                continue;
+            }
             files.push(meta.clone());
+        }
+        if files.is_empty() {
+            return Err(problem(
+                manifest_url,
+                "the manifest names no data files: AWS writes it after the data, so this is an export being rewritten or a broken one; serving $0 as current would be wrong".to_owned(),
+            ));
         }
         let files = with_etags(source, files, period).await?;
         let manifest_meta = with_etags(source, vec![manifest_meta], period)
@@ -242,6 +258,7 @@ async fn list_period(
             execution,
             fingerprint: Fingerprint::of(Some(&manifest_meta), files.iter()),
             files,
+            corrections,
         });
     }
 
@@ -263,6 +280,7 @@ async fn list_period(
         execution: newest,
         fingerprint: Fingerprint::of(None, files.iter()),
         files,
+        corrections: Vec::new(),
     })
 }
 

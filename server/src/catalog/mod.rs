@@ -337,6 +337,18 @@ impl Catalog {
             build.fail_period(url, &period, p.file, p.message);
         }
         for files in listed {
+            for correction in &files.corrections {
+                let manifest = source.object_url(
+                    &source.child(&format!("metadata/BILLING_PERIOD={}", files.period)),
+                );
+                build.problem(
+                    url,
+                    Some(&files.period),
+                    manifest,
+                    correction.clone(),
+                    Impact::Corrected,
+                );
+            }
             if let Some((data, _)) = build
                 .previous_period(url, &files.period)
                 .filter(|(data, _)| data.fingerprint == files.fingerprint)

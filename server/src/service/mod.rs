@@ -55,6 +55,21 @@ fn notes(snapshot: &Snapshot, spec: &QuerySpec) -> Vec<String> {
             .collect()
     };
     let mut notes = Vec::new();
+    let uncovered = uncovered_months(snapshot, start, end);
+    if !uncovered.is_empty() {
+        let shown: Vec<&str> = uncovered.iter().take(6).map(String::as_str).collect();
+        let more = uncovered.len().saturating_sub(shown.len());
+        notes.push(format!(
+            "no billing period of the exports covers {}{}: the answer holds no spend for {}",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more months")
+            } else {
+                String::new()
+            },
+            if uncovered.len() == 1 { "it" } else { "them" }
+        ));
+    }
     let principals = spec
         .dimensions
         .iter()
@@ -80,6 +95,31 @@ fn notes(snapshot: &Snapshot, spec: &QuerySpec) -> Vec<String> {
         ));
     }
     notes
+}
+
+/// The calendar months touching `[start, end)` (µs) that no period of the snapshot, served
+/// or unavailable, is named after.
+fn uncovered_months(snapshot: &Snapshot, start: i64, end: i64) -> Vec<String> {
+    use crate::layers::{month_start, next_month_start};
+    let known = |name: &str| {
+        snapshot.periods.iter().any(|p| p.period == name)
+            || snapshot
+                .unavailable
+                .iter()
+                .any(|u| u.period.as_deref() == Some(name))
+    };
+    let mut out = Vec::new();
+    let mut month = month_start(start);
+    while month < end && out.len() < 1200 {
+        if let Some(t) = chrono::DateTime::from_timestamp_micros(month) {
+            let name = t.format("%Y-%m").to_string();
+            if !known(&name) {
+                out.push(name);
+            }
+        }
+        month = next_month_start(month);
+    }
+    out
 }
 
 impl AttributionApi {
@@ -430,7 +470,7 @@ impl AttributionService for AttributionApi {
             next_page_token: page::next_token(page, all.len(), snapshot.version, fp),
             info: Some(pb::AnswerInfo {
                 snapshot_version: snapshot.version,
-                notes: Vec::new(),
+                notes: notes(&snapshot, &spec),
             }),
         }))
     }
