@@ -212,6 +212,41 @@ pub struct ServerConfig {
     /// Requests served at once per connection.
     #[arg(long, env = "BEDROCK_ATTRIBUTION_CONCURRENCY", default_value_t = 64)]
     pub concurrency_per_connection: usize,
+
+    /// Large queries executed at once (default: one per core); more wait in line.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_MAX_CONCURRENT_QUERIES")]
+    pub max_concurrent_queries: Option<usize>,
+
+    /// Large queries that may wait for their turn; beyond it requests are refused with
+    /// RESOURCE_EXHAUSTED and a retry hint (grpc-retry-pushback-ms).
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_MAX_QUEUED_QUERIES",
+        default_value_t = 256
+    )]
+    pub max_queued_queries: usize,
+
+    /// Layer rows up to which a query is small and never waits in line (one caller's
+    /// series, a single day).
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_SMALL_QUERY_ROWS",
+        default_value_t = 50_000
+    )]
+    pub small_query_rows: usize,
+}
+
+impl ServerConfig {
+    /// The admission limits these flags set.
+    pub fn limits(&self) -> crate::service::admission::Limits {
+        crate::service::admission::Limits {
+            concurrent: self
+                .max_concurrent_queries
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            queued: self.max_queued_queries,
+            small_rows: self.small_query_rows,
+        }
+    }
 }
 
 /// Parses `90s`, `15m`, `2h`, `500ms` or a plain number of seconds.

@@ -192,7 +192,11 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
             reason: format!("reflection: {e}"),
         })?;
 
-    let api = AttributionApi::new(catalog.clone(), config.server.query_timeout);
+    let api = AttributionApi::new(
+        catalog.clone(),
+        config.server.query_timeout,
+        config.server.limits(),
+    );
     let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(false);
 

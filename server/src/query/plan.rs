@@ -131,6 +131,26 @@ pub fn scan_with(
     spec: &QuerySpec,
     choice: LayerChoice,
 ) -> Result<DataFrame, Error> {
+    let pieces = pieces(snapshot, spec, choice)?;
+    let partitions = ctx.copied_config().target_partitions().max(1);
+    let table = MemTable::try_new(SCHEMA.clone(), spread(pieces, partitions))?;
+    Ok(ctx.read_table(Arc::new(table))?)
+}
+
+/// Layer rows a spec's plan reads: what admission weighs a query by.
+pub fn rows_to_scan(snapshot: &Snapshot, spec: &QuerySpec) -> Result<usize, Error> {
+    Ok(pieces(snapshot, spec, LayerChoice::Coarsest)?
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum())
+}
+
+/// The batches (slices of layer chunks) a plan reads.
+fn pieces(
+    snapshot: &Snapshot,
+    spec: &QuerySpec,
+    choice: LayerChoice,
+) -> Result<Vec<RecordBatch>, Error> {
     let start = spec.start.timestamp_micros();
     let end = spec.end.timestamp_micros();
     snapshot.check_range(start, end)?;
@@ -157,9 +177,7 @@ pub fn scan_with(
             }
         }
     }
-    let partitions = ctx.copied_config().target_partitions().max(1);
-    let table = MemTable::try_new(SCHEMA.clone(), spread(pieces, partitions))?;
-    Ok(ctx.read_table(Arc::new(table))?)
+    Ok(pieces)
 }
 
 /// Batches spread over `n` partitions of about equal rows.

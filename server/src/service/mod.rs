@@ -1,6 +1,7 @@
 //! The tonic adapter: validate, convert to domain types, query, convert back. No query
 //! logic lives here.
 
+pub mod admission;
 pub mod convert;
 pub mod deadline;
 pub mod status;
@@ -24,6 +25,7 @@ pub struct AttributionApi {
     catalog: Arc<Catalog>,
     query_timeout: Duration,
     answers: Arc<AnswerCache>,
+    admission: Arc<admission::Admission>,
 }
 
 /// The parts shared by the three grouped answers.
@@ -124,12 +126,13 @@ fn uncovered_months(snapshot: &Snapshot, start: i64, end: i64) -> Vec<String> {
 
 impl AttributionApi {
     /// An API over `catalog`; each query gets at most `query_timeout` (or the caller's
-    /// shorter deadline).
-    pub fn new(catalog: Arc<Catalog>, query_timeout: Duration) -> Self {
+    /// shorter deadline), waiting included, and large ones run within `limits`.
+    pub fn new(catalog: Arc<Catalog>, query_timeout: Duration, limits: admission::Limits) -> Self {
         Self {
             catalog,
             query_timeout,
             answers: Arc::default(),
+            admission: Arc::new(admission::Admission::new(limits)),
         }
     }
 
@@ -203,10 +206,15 @@ impl AttributionApi {
             return Ok(answer);
         }
         let timeout = deadline::effective(request.metadata(), self.query_timeout);
-        let answer =
-            tokio::time::timeout(timeout, query::run(self.catalog.session(), snapshot, spec))
-                .await
-                .map_err(|_| Error::Deadline)??;
+        let rows = query::plan::rows_to_scan(snapshot, spec)?;
+        // Dropping the future at the deadline drops the DataFusion streams, which stops
+        // their work.
+        let answer = tokio::time::timeout(timeout, async {
+            let _ticket = self.admission.admit(rows).await?;
+            query::run(self.catalog.session(), snapshot, spec).await
+        })
+        .await
+        .map_err(|_| Error::Deadline)??;
         let answer = Arc::new(answer);
         self.answers
             .put(snapshot.version, fingerprint, answer.clone());
@@ -401,10 +409,11 @@ impl AttributionService for AttributionApi {
         let snapshot = self.catalog.require_snapshot()?;
         let page = page::request(r.page_size, &r.page_token, snapshot.version, fp)?;
         let timeout = deadline::effective(request.metadata(), self.query_timeout);
-        let (keys, total) = tokio::time::timeout(
-            timeout,
-            discovery::tag_keys(self.catalog.session(), &snapshot, &spec),
-        )
+        let rows = query::plan::rows_to_scan(&snapshot, &spec)?;
+        let (keys, total) = tokio::time::timeout(timeout, async {
+            let _ticket = self.admission.admit(rows).await?;
+            discovery::tag_keys(self.catalog.session(), &snapshot, &spec).await
+        })
         .await
         .map_err(|_| Error::Deadline)??;
         let keys: Vec<_> = keys

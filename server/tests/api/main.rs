@@ -11,6 +11,7 @@ mod drift;
 mod faults;
 mod golden;
 mod invalid;
+mod limits;
 mod manifest;
 mod queries;
 mod reference;
