@@ -20,7 +20,10 @@
 
 use std::{cmp::Ordering, collections::BTreeMap};
 
-use datafusion::arrow::{array::StringArray, error::ArrowError};
+use datafusion::arrow::{
+    array::{Array, StringArray},
+    error::ArrowError,
+};
 
 use crate::{
     layers::{Amounts, GroupedRows, METRICS, dict::Dictionaries},
@@ -126,13 +129,58 @@ fn add_alloc(
     Ok(())
 }
 
+/// Receivers' line item ids, in segments (one per file) so that merging files never
+/// copies them.
+#[derive(Debug, Clone, Default)]
+pub struct ReceiverIds {
+    segments: Vec<StringArray>,
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl ReceiverIds {
+    /// Appends the ids of the next receivers.
+    pub fn push(&mut self, ids: StringArray) {
+        self.starts.push(self.len);
+        self.len += ids.len();
+        self.segments.push(ids);
+    }
+
+    /// The segments, in order.
+    pub fn segments(&self) -> &[StringArray] {
+        &self.segments
+    }
+
+    /// Number of ids.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The id of receiver `i` (empty past the end).
+    pub fn value(&self, i: usize) -> &str {
+        let s = self.starts.partition_point(|start| *start <= i);
+        match s
+            .checked_sub(1)
+            .and_then(|s| Some((self.segments.get(s)?, self.starts[s])))
+        {
+            Some((segment, start)) if i - start < segment.len() => segment.value(i - start),
+            _ => "",
+        }
+    }
+}
+
 /// The line items of one period that take part in allocation.
 #[derive(Debug, Clone, Copy)]
 pub struct Participants<'a> {
     /// Attributed `Usage` line items.
     pub receivers: &'a [Receiver],
     /// The receivers' line item ids, aligned with `receivers` (ties go to the smaller).
-    pub ids: &'a StringArray,
+    pub ids: &'a ReceiverIds,
     /// Line items without a caller.
     pub donors: &'a [Donor],
 }

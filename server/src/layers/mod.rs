@@ -331,6 +331,12 @@ impl GroupedRows {
         self.keys.len()
     }
 
+    /// Frees the key index once no row will be added: its memory is larger than the
+    /// rows'. Adding after this starts a new index (rows would then repeat keys).
+    pub fn seal(&mut self) {
+        self.index = FxHashMap::default();
+    }
+
     /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()

@@ -17,7 +17,7 @@ use rustc_hash::FxHashMap;
 
 use super::classify::{ClassFields, Classifier};
 use crate::{
-    allocate::{Donor, Receiver},
+    allocate::{Donor, Receiver, ReceiverIds},
     layers::{Amounts, GroupedRows, LineKey, Sums, Tokens, dict::Dictionaries, time_type},
     rules::{bedrock::BedrockRule, money, usage},
 };
@@ -66,7 +66,7 @@ pub struct FileLines {
     /// Its attributed `Usage` line items (allocation receivers).
     pub receivers: Vec<Receiver>,
     /// Their line item ids, aligned with `receivers`.
-    pub receiver_ids: StringArray,
+    pub receiver_ids: ReceiverIds,
     /// Its line items without a caller (allocation donors).
     pub donors: Vec<Donor>,
     /// Parquet rows read (all services).
@@ -83,7 +83,7 @@ impl Default for FileLines {
             dicts: Dictionaries::default(),
             fine: GroupedRows::default(),
             receivers: Vec::new(),
-            receiver_ids: StringArray::from(Vec::<&str>::new()),
+            receiver_ids: ReceiverIds::default(),
             donors: Vec::new(),
             rows_read: 0,
             line_items: 0,
@@ -129,7 +129,7 @@ pub async fn read_file(
         index += 1;
     }
     let mut out = state.out;
-    out.receiver_ids = state.ids.finish();
+    out.receiver_ids.push(state.ids.finish());
     Ok(out)
 }
 

@@ -6,11 +6,10 @@
 pub mod classify;
 pub mod file;
 
-use datafusion::{
-    arrow::{array::StringArray, compute::concat, error::ArrowError},
-    prelude::SessionContext,
-};
-use futures::{StreamExt, TryStreamExt};
+use std::collections::BTreeSet;
+
+use datafusion::{arrow::error::ArrowError, prelude::SessionContext};
+use futures::StreamExt;
 
 use crate::{
     allocate::{self, AllocationSummary, Donor, Participants, Receiver},
@@ -55,7 +54,7 @@ pub async fn load_period(
     parallel: usize,
     root: &str,
 ) -> Result<LoadedPeriod, LoadError> {
-    let reads: Vec<FileLines> = futures::stream::iter(urls.iter().cloned().map(|url| {
+    let mut reads = futures::stream::iter(urls.iter().cloned().map(|url| {
         let (ctx, rule) = (ctx.clone(), rule.clone());
         // A task per file: DataFusion decodes a single-partition stream on the task
         // that polls it, so files only use several cores when they are polled apart.
@@ -77,100 +76,107 @@ pub async fn load_period(
             }
         }
     }))
-    .buffered(parallel.max(1))
-    .try_collect()
-    .await?;
-    let missing_columns = NOTABLE_COLUMNS
-        .iter()
-        .filter(|c| {
-            !reads
-                .iter()
-                .any(|r| r.columns.iter().any(|have| have == *c))
-        })
-        .map(|c| c.to_string())
-        .collect();
+    .buffered(parallel.max(1));
     let fail = |e: ArrowError| LoadError {
         file: root.to_owned(),
         message: format!("cannot build the period's layers: {e}"),
     };
-    let mut merged = merge(reads).map_err(fail)?;
+    // Each file is merged as soon as it is read, so at most `parallel` files' rows
+    // exist beside the period's.
+    let mut merged: Option<FileLines> = None;
+    let mut columns: BTreeSet<String> = BTreeSet::new();
+    while let Some(read) = reads.next().await {
+        let read = read?;
+        columns.extend(read.columns.iter().cloned());
+        merged = Some(match merged {
+            None => read,
+            Some(mut into) => {
+                absorb(&mut into, read).map_err(fail)?;
+                into
+            }
+        });
+    }
+    let FileLines {
+        dicts,
+        mut fine,
+        receivers,
+        receiver_ids,
+        donors,
+        rows_read,
+        line_items,
+        ..
+    } = merged.unwrap_or_default();
+    let missing_columns = NOTABLE_COLUMNS
+        .iter()
+        .filter(|c| !columns.contains(**c))
+        .map(|c| c.to_string())
+        .collect();
     let allocation = allocate::apply(
-        &mut merged.fine,
+        &mut fine,
         Participants {
-            receivers: &merged.receivers,
-            ids: &merged.receiver_ids,
-            donors: &merged.donors,
+            receivers: &receivers,
+            ids: &receiver_ids,
+            donors: &donors,
         },
-        &merged.dicts,
+        &dicts,
     )
     .map_err(|e| LoadError {
         file: root.to_owned(),
         message: format!("cannot allocate the period's unattributed spend: {e}"),
     })?;
-    let layers = PeriodLayers::build(&merged.fine, &merged.dicts).map_err(fail)?;
+    // Line items are done with: only the summed rows go on.
+    drop((receivers, receiver_ids, donors));
+    fine.seal();
+    let layers = PeriodLayers::build(&fine, &dicts).map_err(fail)?;
+    drop(fine);
     Ok(LoadedPeriod {
-        dicts: merged.dicts,
+        dicts,
         layers,
-        rows_read: merged.rows_read,
-        line_items: merged.line_items,
+        rows_read,
+        line_items,
         missing_columns,
         allocation,
     })
 }
 
-/// The files of a period, in file order, onto one set of dictionaries and fine rows.
-fn merge(mut reads: Vec<FileLines>) -> Result<FileLines, ArrowError> {
-    if reads.len() == 1 {
-        return Ok(reads.remove(0));
-    }
-    let mut out = FileLines::default();
-    let mut ids: Vec<StringArray> = Vec::with_capacity(reads.len());
-    for read in reads {
-        let map = out.dicts.absorb(&read.dicts);
-        let through = |v: &[u32], id: u32| v.get(id as usize).copied().unwrap_or(0);
-        let rows: Vec<u32> = read
-            .fine
-            .keys
-            .iter()
-            .zip(&read.fine.sums)
-            .map(|(k, s)| {
-                let key = LineKey {
-                    start: k.start,
-                    principal: through(&map.principals, k.principal),
-                    account: through(&map.accounts, k.account),
-                    payer: through(&map.accounts, k.payer),
-                    region: through(&map.regions, k.region),
-                    line_item_type: through(&map.line_item_types, k.line_item_type),
-                    currency: through(&map.currencies, k.currency),
-                    model: through(&map.models, k.model),
-                    category: k.category,
-                    tag_set: through(&map.tag_sets, k.tag_set),
-                };
-                out.fine.add(key, s)
-            })
-            .collect::<Result<_, _>>()?;
-        out.receivers
-            .extend(read.receivers.iter().map(|r| Receiver {
-                row: rows[r.row as usize],
-                cost: r.cost,
-            }));
-        out.donors.extend(read.donors.iter().map(|d| Donor {
-            row: rows[d.row as usize],
-            cost: d.cost,
-        }));
-        ids.push(read.receiver_ids);
-        out.rows_read += read.rows_read;
-        out.line_items += read.line_items;
-    }
-    let refs: Vec<&dyn datafusion::arrow::array::Array> = ids
+/// Adds one file's rows to those of the files before it, mapping its ids onto theirs.
+fn absorb(out: &mut FileLines, read: FileLines) -> Result<(), ArrowError> {
+    let map = out.dicts.absorb(&read.dicts);
+    let through = |v: &[u32], id: u32| v.get(id as usize).copied().unwrap_or(0);
+    let rows: Vec<u32> = read
+        .fine
+        .keys
         .iter()
-        .map(|a| a as &dyn datafusion::arrow::array::Array)
-        .collect();
-    out.receiver_ids = if refs.is_empty() {
-        StringArray::from(Vec::<&str>::new())
-    } else {
-        use datafusion::arrow::array::AsArray;
-        concat(&refs)?.as_string::<i32>().clone()
-    };
-    Ok(out)
+        .zip(&read.fine.sums)
+        .map(|(k, s)| {
+            let key = LineKey {
+                start: k.start,
+                principal: through(&map.principals, k.principal),
+                account: through(&map.accounts, k.account),
+                payer: through(&map.accounts, k.payer),
+                region: through(&map.regions, k.region),
+                line_item_type: through(&map.line_item_types, k.line_item_type),
+                currency: through(&map.currencies, k.currency),
+                model: through(&map.models, k.model),
+                category: k.category,
+                tag_set: through(&map.tag_sets, k.tag_set),
+            };
+            out.fine.add(key, s)
+        })
+        .collect::<Result<_, _>>()?;
+    out.receivers
+        .extend(read.receivers.iter().map(|r| Receiver {
+            row: rows[r.row as usize],
+            cost: r.cost,
+        }));
+    out.donors.extend(read.donors.iter().map(|d| Donor {
+        row: rows[d.row as usize],
+        cost: d.cost,
+    }));
+    for segment in read.receiver_ids.segments() {
+        out.receiver_ids.push(segment.clone());
+    }
+    out.rows_read += read.rows_read;
+    out.line_items += read.line_items;
+    Ok(())
 }
