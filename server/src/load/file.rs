@@ -57,7 +57,7 @@ pub const NOTABLE_COLUMNS: [&str; 4] = [
 ];
 
 /// What one file contributes to its period, with ids in the file's own dictionaries.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct FileLines {
     /// The file's dictionaries.
     pub dicts: Dictionaries,
@@ -75,21 +75,6 @@ pub struct FileLines {
     pub line_items: usize,
     /// Column names the file has.
     pub columns: Vec<String>,
-}
-
-impl Default for FileLines {
-    fn default() -> Self {
-        Self {
-            dicts: Dictionaries::default(),
-            fine: GroupedRows::default(),
-            receivers: Vec::new(),
-            receiver_ids: ReceiverIds::default(),
-            donors: Vec::new(),
-            rows_read: 0,
-            line_items: 0,
-            columns: Vec::new(),
-        }
-    }
 }
 
 /// Streams one CUR parquet file through DataFusion and folds its Bedrock line items
