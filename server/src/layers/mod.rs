@@ -2,15 +2,16 @@
 //!
 //! A period's Bedrock line items are summed by every key a question can group or filter
 //! on, at three grains, each a set of Arrow batches (DataFusion tables):
-//! - **fine**: by exact usage start (CUR rows are hourly, so this is the hourly layer);
-//!   line items that differ only in token kind or usage type collapse into one row;
+//! - **fine**: by exact usage start (CUR rows are hourly, so this is the hourly layer),
+//!   chunked by hour; line items that differ only in token kind or usage type collapse
+//!   into one row;
 //! - **daily**: by UTC day;
 //! - **monthly**: by calendar month.
 //!
 //! Every row holds sums (tokens by kind, four cost metrics and their allocation in
 //! integer units of 1e-10, line items), so any answer is a sum of partial sums and
 //! the coarsest layer that covers part of a range answers that part exactly. Keys are
-//! dictionary ids ([`dict`]); each chunk (one day, or one month) is sorted by caller
+//! dictionary ids ([`dict`]); each chunk (one hour, day or month) is sorted by caller
 //! ARN, so a one-caller question reads only that caller's rows.
 
 pub mod dict;
@@ -360,6 +361,13 @@ impl GroupedRows {
 
 /// µs in a day.
 pub const DAY_MICROS: i64 = 86_400_000_000;
+/// µs in an hour.
+pub const HOUR_MICROS: i64 = 3_600_000_000;
+
+/// Start of the hour holding `micros`.
+pub fn hour_start(micros: i64) -> i64 {
+    micros - micros.rem_euclid(HOUR_MICROS)
+}
 
 /// Start of the UTC day holding `micros`.
 pub fn day_start(micros: i64) -> i64 {
@@ -400,22 +408,26 @@ impl Grain {
         }
     }
 
-    fn bucket(self, micros: i64) -> i64 {
+    /// Start of the chunk holding `micros`.
+    pub fn bucket(self, micros: i64) -> i64 {
         match self {
-            Self::Fine | Self::Daily => day_start(micros),
+            Self::Fine => hour_start(micros),
+            Self::Daily => day_start(micros),
             Self::Monthly => month_start(micros),
         }
     }
 
-    fn bucket_end(self, start: i64) -> i64 {
+    /// End of the chunk starting at `start`.
+    pub fn bucket_end(self, start: i64) -> i64 {
         match self {
-            Self::Fine | Self::Daily => start + DAY_MICROS,
+            Self::Fine => start + HOUR_MICROS,
+            Self::Daily => start + DAY_MICROS,
             Self::Monthly => next_month_start(start),
         }
     }
 }
 
-/// The rows of one day (fine, daily) or month (monthly), sorted by caller ARN.
+/// The rows of one hour (fine), day (daily) or month (monthly), sorted by caller ARN.
 #[derive(Debug, Clone)]
 pub struct Chunk {
     /// First instant the chunk covers (µs).
@@ -471,6 +483,19 @@ impl Layer {
             .iter()
             .map(|c| c.batch.get_array_memory_size())
             .sum()
+    }
+
+    /// The chunk starting at `start`, if any (chunks are ordered by start).
+    pub fn chunk_at(&self, start: i64) -> Option<&Chunk> {
+        self.chunks
+            .binary_search_by_key(&start, |c| c.start)
+            .ok()
+            .map(|i| &self.chunks[i])
+    }
+
+    /// Rows of the chunk starting at `start` (0 when there is none).
+    pub fn rows_at(&self, start: i64) -> usize {
+        self.chunk_at(start).map_or(0, |c| c.batch.num_rows())
     }
 
     /// The chunks lying wholly inside `[start, end)`.
@@ -601,7 +626,7 @@ fn remap_batch(batch: &RecordBatch, map: &Remap) -> Result<RecordBatch, ArrowErr
 /// The three layers of one period.
 #[derive(Debug, Clone)]
 pub struct PeriodLayers {
-    /// By exact usage start, chunked by day.
+    /// By exact usage start, chunked by hour.
     pub fine: Layer,
     /// By day.
     pub daily: Layer,
@@ -732,7 +757,7 @@ mod tests {
         assert_eq!(total(&layers.monthly), 37);
         let jan = &layers.monthly.chunks[0];
         assert_eq!((jan.start, jan.end), (jan1, jan1 + 31 * DAY_MICROS));
-        let first_day = &layers.fine.chunks[0];
+        let first_day = &layers.daily.chunks[0];
         let amy_rows =
             first_day.rows_of(&["arn:aws:iam::111111111111:user/amy"], &dicts.principals);
         assert_eq!(amy_rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);

@@ -9,7 +9,7 @@ use datafusion::{
         datatypes::{DataType, Decimal128Type, Int64Type, UInt32Type},
     },
     functions_aggregate::expr_fn::sum,
-    logical_expr::{cast as cast_expr, col},
+    logical_expr::{cast as cast_expr, col, lit},
     prelude::SessionContext,
 };
 
@@ -63,8 +63,7 @@ pub async fn tag_keys(
     spec: &QuerySpec,
 ) -> Result<(BTreeMap<String, TagKeyReach>, i64), Error> {
     // Group by tag set first: each distinct tag map is then resolved once, not per row.
-    let batches = plan::scan(ctx, snapshot, spec)?
-        .filter(plan::predicate(spec, &snapshot.dicts))?
+    let batches = plan::rows(ctx, snapshot, spec, plan::LayerChoice::Coarsest)?
         .aggregate(
             vec![col(c::TAG_SET), col(c::CURRENCY)],
             vec![
@@ -72,6 +71,8 @@ pub async fn tag_keys(
                 sum(col(c::LINE_ITEMS)).alias("n"),
             ],
         )?
+        // Tag sets whose rows were all subtracted are not in the range.
+        .filter(col("n").not_eq(lit(0i64)))?
         .collect()
         .await?;
     let mut keys: BTreeMap<String, TagKeyReach> = BTreeMap::new();

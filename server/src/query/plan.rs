@@ -1,8 +1,8 @@
 //! Building DataFusion plans from [`QuerySpec`]s with the DataFrame and expression API.
 //!
-//! A plan reads the coarsest layers that answer each part of the range exactly (months
-//! from the monthly layer, days from the daily one, partial days from the fine one;
-//! see [`cover`]), filters and sums by dictionary ids, then joins each id with its
+//! A plan reads the layer chunks that answer the range exactly with the fewest rows
+//! (months, days and hours, added or subtracted; see [`cover`]), filters and sums by
+//! dictionary ids, then joins each id with its
 //! dimension table (caller ARN, role or account; model; tag value; ...) and sums again
 //! by the resolved values. The whole answer is one plan, with nothing left to do in
 //! Rust but read the rows, so the same plans can later run on a distributed engine.
@@ -26,13 +26,15 @@ use datafusion::{
     prelude::SessionContext,
 };
 
-use super::spec::{Dimension, Filter, Granularity, PrincipalGrouping, QuerySpec};
+use super::{
+    cover,
+    spec::{Dimension, Filter, PrincipalGrouping, QuerySpec},
+};
 use crate::{
     error::Error,
     layers::{
-        DAY_MICROS, Grain, PeriodLayers, SCHEMA, alloc_column, col as c, cost_column, day_start,
+        Chunk, SCHEMA, alloc_column, col as c, cost_column,
         dict::{Dictionaries, Dictionary},
-        month_start, next_month_start,
     },
     rules::arn::Principal,
     snapshot::Snapshot,
@@ -62,48 +64,6 @@ pub mod out {
 /// Type of summed amounts: integers of units of 1e-10, exact to 38 digits.
 pub const UNITS_TYPE: DataType = DataType::Decimal128(38, 0);
 
-fn ceil_to(start: i64, floor: impl Fn(i64) -> i64, next: impl Fn(i64) -> i64) -> i64 {
-    let f = floor(start);
-    if f == start { f } else { next(f) }
-}
-
-/// Which layer answers which part of `[start, end)` (µs) for a granularity: the fine
-/// layer for partial days (and for hourly buckets), the daily layer for whole days, the
-/// monthly layer for whole months when buckets are months or the whole range.
-pub fn cover(start: i64, end: i64, granularity: Granularity) -> Vec<(Grain, i64, i64)> {
-    let mut parts = Vec::new();
-    let mut push = |grain, lo: i64, hi: i64| {
-        if lo < hi {
-            parts.push((grain, lo, hi));
-        }
-    };
-    let d0 = ceil_to(start, day_start, |d| d + DAY_MICROS);
-    let d1 = day_start(end);
-    if granularity == Granularity::Hourly || d0 >= d1 {
-        push(Grain::Fine, start, end);
-        return parts;
-    }
-    push(Grain::Fine, start, d0);
-    push(Grain::Fine, d1, end);
-    let (m0, m1) = (ceil_to(d0, month_start, next_month_start), month_start(d1));
-    if granularity == Granularity::Daily || m0 >= m1 {
-        push(Grain::Daily, d0, d1);
-    } else {
-        push(Grain::Daily, d0, m0);
-        push(Grain::Daily, m1, d1);
-        push(Grain::Monthly, m0, m1);
-    }
-    parts
-}
-
-fn layer(layers: &PeriodLayers, grain: Grain) -> &crate::layers::Layer {
-    match grain {
-        Grain::Fine => &layers.fine,
-        Grain::Daily => &layers.daily,
-        Grain::Monthly => &layers.monthly,
-    }
-}
-
 /// Which layers a plan may read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LayerChoice {
@@ -114,68 +74,147 @@ pub enum LayerChoice {
     FineOnly,
 }
 
-/// The layer rows a spec needs, as one DataFrame: the chunks that [`cover`] picks in
-/// every period overlapping the range, cut to the filtered callers when there are any.
-pub fn scan(
-    ctx: &SessionContext,
-    snapshot: &Snapshot,
-    spec: &QuerySpec,
-) -> Result<DataFrame, Error> {
-    scan_with(ctx, snapshot, spec, LayerChoice::Coarsest)
-}
-
-/// [`scan`] over the layers `choice` allows.
-pub fn scan_with(
+/// The layer rows a spec needs, signed and filtered, as one DataFrame in [`SCHEMA`]:
+/// the chunks [`cover::select`] picks in every period overlapping the range (cut to the
+/// filtered callers when there are any), those it subtracts negated. Summing its rows
+/// by any key gives that key's exact answer, once groups netting to zero line items are
+/// dropped.
+pub fn rows(
     ctx: &SessionContext,
     snapshot: &Snapshot,
     spec: &QuerySpec,
     choice: LayerChoice,
 ) -> Result<DataFrame, Error> {
     let pieces = pieces(snapshot, spec, choice)?;
+    let ids = id_predicate(spec, &snapshot.dicts);
     let partitions = ctx.copied_config().target_partitions().max(1);
-    let table = MemTable::try_new(SCHEMA.clone(), spread(pieces, partitions))?;
-    Ok(ctx.read_table(Arc::new(table))?)
+    let table = |batches: Vec<RecordBatch>| -> Result<DataFrame, Error> {
+        let table = MemTable::try_new(SCHEMA.clone(), spread(batches, partitions))?;
+        Ok(ctx.read_table(Arc::new(table))?)
+    };
+    let mut parts = Vec::new();
+    if !pieces.whole.is_empty() {
+        parts.push(table(pieces.whole)?.filter(ids.clone())?);
+    }
+    if !pieces.partial.is_empty() {
+        parts.push(table(pieces.partial)?.filter(time_predicate(spec).and(ids.clone()))?);
+    }
+    if !pieces.subtract.is_empty() {
+        let negated: Vec<Expr> = SCHEMA
+            .fields()
+            .iter()
+            .map(|f| {
+                let name = f.name().as_str();
+                if f.data_type() == &DataType::Int64 {
+                    (-col(name)).alias(name)
+                } else {
+                    col(name)
+                }
+            })
+            .collect();
+        parts.push(table(pieces.subtract)?.filter(ids)?.select(negated)?);
+    }
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        return table(Vec::new());
+    };
+    parts.try_fold(first, |all, part| Ok(all.union(part)?))
 }
 
-/// Layer rows a spec's plan reads: what admission weighs a query by.
+/// The batches a plan reads, by use.
+#[derive(Debug, Default)]
+struct Pieces {
+    whole: Vec<RecordBatch>,
+    partial: Vec<RecordBatch>,
+    subtract: Vec<RecordBatch>,
+}
+
+/// How many layer rows a plan reads, by use and grain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerUse {
+    /// Fine rows read (added or subtracted).
+    pub fine: usize,
+    /// Daily rows read.
+    pub daily: usize,
+    /// Monthly rows read.
+    pub monthly: usize,
+    /// Of all those, the rows subtracted.
+    pub subtracted: usize,
+}
+
+impl LayerUse {
+    /// Rows read in all.
+    pub fn rows(&self) -> usize {
+        self.fine + self.daily + self.monthly
+    }
+}
+
+/// Layer rows a spec's plan reads: what admission weighs a query by, and what tests
+/// and benchmarks report.
+pub fn layer_use(snapshot: &Snapshot, spec: &QuerySpec) -> Result<LayerUse, Error> {
+    let (start, end) = (spec.start.timestamp_micros(), spec.end.timestamp_micros());
+    snapshot.check_range(start, end)?;
+    let mut used = LayerUse::default();
+    for period in snapshot.periods_in(start, end) {
+        let s = cover::select(
+            &period.layers,
+            start,
+            end,
+            spec.granularity,
+            LayerChoice::Coarsest,
+        );
+        for (chunks, subtracted) in [(&s.whole, false), (&s.partial, false), (&s.subtract, true)] {
+            for c in chunks {
+                let n = c.batch.num_rows();
+                let grain = [
+                    (&period.layers.fine, &mut used.fine),
+                    (&period.layers.daily, &mut used.daily),
+                    (&period.layers.monthly, &mut used.monthly),
+                ];
+                for (layer, count) in grain {
+                    if layer.chunks.iter().any(|x| std::ptr::eq(x, *c)) {
+                        *count += n;
+                    }
+                }
+                if subtracted {
+                    used.subtracted += n;
+                }
+            }
+        }
+    }
+    Ok(used)
+}
+
+/// Layer rows a spec's plan reads (after cutting to filtered callers).
 pub fn rows_to_scan(snapshot: &Snapshot, spec: &QuerySpec) -> Result<usize, Error> {
-    Ok(pieces(snapshot, spec, LayerChoice::Coarsest)?
+    let p = pieces(snapshot, spec, LayerChoice::Coarsest)?;
+    Ok([&p.whole, &p.partial, &p.subtract]
         .iter()
+        .flat_map(|v| v.iter())
         .map(RecordBatch::num_rows)
         .sum())
 }
 
-/// The batches (slices of layer chunks) a plan reads.
-fn pieces(
-    snapshot: &Snapshot,
-    spec: &QuerySpec,
-    choice: LayerChoice,
-) -> Result<Vec<RecordBatch>, Error> {
+fn pieces(snapshot: &Snapshot, spec: &QuerySpec, choice: LayerChoice) -> Result<Pieces, Error> {
     let start = spec.start.timestamp_micros();
     let end = spec.end.timestamp_micros();
     snapshot.check_range(start, end)?;
     let arns: Option<Vec<&str>> = (!spec.filter.principals.is_empty())
         .then(|| spec.filter.principals.iter().map(String::as_str).collect());
-    let mut pieces: Vec<RecordBatch> = Vec::new();
-    for period in snapshot.periods_in(start, end) {
-        let parts = match choice {
-            LayerChoice::Coarsest => cover(start, end, spec.granularity),
-            LayerChoice::FineOnly => vec![(Grain::Fine, start, end)],
-        };
-        for (grain, lo, hi) in parts {
-            let layer = layer(&period.layers, grain);
-            let chunks: Vec<_> = match grain {
-                // Partial days: the exact time predicate cuts the chunk's rows.
-                Grain::Fine => layer.chunks_overlapping(lo, hi).collect(),
-                Grain::Daily | Grain::Monthly => layer.chunks_within(lo, hi).collect(),
-            };
-            for chunk in chunks {
-                match &arns {
-                    Some(arns) => pieces.extend(chunk.rows_of(arns, &snapshot.dicts.principals)),
-                    None => pieces.push(chunk.batch.clone()),
-                }
+    let cut = |chunks: &[&Chunk], out: &mut Vec<RecordBatch>| {
+        for chunk in chunks {
+            match &arns {
+                Some(arns) => out.extend(chunk.rows_of(arns, &snapshot.dicts.principals)),
+                None => out.push(chunk.batch.clone()),
             }
         }
+    };
+    let mut pieces = Pieces::default();
+    for period in snapshot.periods_in(start, end) {
+        let s = cover::select(&period.layers, start, end, spec.granularity, choice);
+        cut(&s.whole, &mut pieces.whole);
+        cut(&s.partial, &mut pieces.partial);
+        cut(&s.subtract, &mut pieces.subtract);
     }
     Ok(pieces)
 }
@@ -214,12 +253,16 @@ fn ids_in(column: &str, dictionary: &Dictionary, values: &[String]) -> Expr {
     }
 }
 
-/// The predicate of a spec: time range and every filter, on dictionary ids.
-pub fn predicate(spec: &QuerySpec, dicts: &Dictionaries) -> Expr {
-    let mut conditions = vec![
-        col(c::USAGE_START).gt_eq(timestamp(spec.start.timestamp_micros())),
-        col(c::USAGE_START).lt(timestamp(spec.end.timestamp_micros())),
-    ];
+/// The exact time range of a spec.
+pub fn time_predicate(spec: &QuerySpec) -> Expr {
+    col(c::USAGE_START)
+        .gt_eq(timestamp(spec.start.timestamp_micros()))
+        .and(col(c::USAGE_START).lt(timestamp(spec.end.timestamp_micros())))
+}
+
+/// Every filter of a spec, on dictionary ids.
+pub fn id_predicate(spec: &QuerySpec, dicts: &Dictionaries) -> Expr {
+    let mut conditions = Vec::new();
     let f: &Filter = &spec.filter;
     for (column, dictionary, values) in [
         (c::ACCOUNT, &dicts.accounts, &f.account_ids),
@@ -332,7 +375,7 @@ pub fn plan_with(
     choice: LayerChoice,
 ) -> Result<DataFrame, Error> {
     let dicts = &snapshot.dicts;
-    let df = scan_with(ctx, snapshot, spec, choice)?.filter(predicate(spec, dicts))?;
+    let df = rows(ctx, snapshot, spec, choice)?;
 
     // 1. Sum by ids: cheap integer keys over the layer rows.
     let key = |i: usize| format!("k_dim_{i}");
@@ -367,7 +410,11 @@ pub fn plan_with(
         aggregates.push(sum(col(column)).alias(name));
     }
     aggregates.push(sum(col(c::LINE_ITEMS)).alias(out::LINE_ITEMS));
-    let mut df = df.aggregate(groups, aggregates)?;
+    // Subtracted chunks can leave groups with nothing in the range: they net to zero
+    // line items (every row counts at least one), and are no group of the answer.
+    let mut df = df
+        .aggregate(groups, aggregates)?
+        .filter(col(out::LINE_ITEMS).not_eq(lit(0i64)))?;
 
     // 2. Resolve ids through dimension tables joined into the plan.
     df = df.join(
@@ -426,55 +473,4 @@ pub fn plan_with(
     }
     totals.push(sum(col(out::LINE_ITEMS)).alias(out::LINE_ITEMS));
     Ok(df.aggregate(resolved, totals)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const H: i64 = 3_600_000_000;
-    const MAY1: i64 = 1_777_593_600_000_000; // 2026-05-01T00:00:00Z
-    const JUN1: i64 = MAY1 + 31 * DAY_MICROS;
-    const JUL1: i64 = JUN1 + 30 * DAY_MICROS;
-
-    #[test]
-    fn ranges_are_covered_by_the_coarsest_exact_layers() {
-        use Grain::*;
-        // Whole months only.
-        assert_eq!(
-            cover(MAY1, JUL1, Granularity::Whole),
-            vec![(Monthly, MAY1, JUL1)]
-        );
-        // A month minus an hour: 30 days from the daily layer, 23 hours fine.
-        assert_eq!(
-            cover(MAY1, JUN1 - H, Granularity::Whole),
-            vec![
-                (Fine, JUN1 - DAY_MICROS, JUN1 - H),
-                (Daily, MAY1, JUN1 - DAY_MICROS)
-            ]
-        );
-        // Partial days at both ends, whole days between and a whole month.
-        assert_eq!(
-            cover(MAY1 - 2 * H, JUL1 + 5 * H, Granularity::Monthly),
-            vec![
-                (Fine, MAY1 - 2 * H, MAY1),
-                (Fine, JUL1, JUL1 + 5 * H),
-                (Monthly, MAY1, JUL1)
-            ]
-        );
-        // Daily buckets never read months; hourly buckets only read fine rows.
-        assert_eq!(
-            cover(MAY1, JUL1, Granularity::Daily),
-            vec![(Daily, MAY1, JUL1)]
-        );
-        assert_eq!(
-            cover(MAY1, JUL1, Granularity::Hourly),
-            vec![(Fine, MAY1, JUL1)]
-        );
-        // Within one day.
-        assert_eq!(
-            cover(MAY1 + H, MAY1 + 3 * H, Granularity::Whole),
-            vec![(Fine, MAY1 + H, MAY1 + 3 * H)]
-        );
-    }
 }
