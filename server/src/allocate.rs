@@ -20,6 +20,8 @@
 
 use std::{cmp::Ordering, collections::BTreeMap};
 
+use rustc_hash::FxHashMap;
+
 use datafusion::arrow::{
     array::{Array, StringArray},
     error::ArrowError,
@@ -79,9 +81,9 @@ pub fn largest_remainder_by<'a>(
     let mut shares = Vec::with_capacity(weights.len());
     let mut remainders = Vec::with_capacity(weights.len());
     for w in weights {
-        let product = pool * w;
-        shares.push(product.div_euclid(total));
-        remainders.push(product.rem_euclid(total));
+        let (q, r) = floor_div(pool * w, total);
+        shares.push(q);
+        remainders.push(r);
     }
     let left = (pool - shares.iter().sum::<i128>()).max(0) as usize;
     if left > 0 {
@@ -100,6 +102,29 @@ pub fn largest_remainder_by<'a>(
         }
     }
     shares
+}
+
+/// `(floor(n / d), n mod d)` for `d > 0`. A 128-bit division is slow and this runs once
+/// per receiver and metric, so the quotient is estimated in floating point and corrected
+/// with exact integer arithmetic; beyond 2^50 the estimate may be far off, and the plain
+/// division is used.
+fn floor_div(n: i128, d: i128) -> (i128, i128) {
+    let estimate = (n as f64 / d as f64).floor();
+    if estimate.abs() < (1u64 << 50) as f64 {
+        let mut q = estimate as i128;
+        let mut r = n - q * d;
+        while r < 0 {
+            q -= 1;
+            r += d;
+        }
+        while r >= d {
+            q += 1;
+            r -= d;
+        }
+        (q, r)
+    } else {
+        (n.div_euclid(d), n.rem_euclid(d))
+    }
 }
 
 /// [`largest_remainder_by`] over `(weight, id)` pairs.
@@ -204,12 +229,12 @@ impl Participants<'_> {
     /// of theirs.
     fn share(
         &self,
-        rows: &mut GroupedRows,
+        allocated: &mut [i128],
         metric: CostMetric,
         pool: i128,
         receivers: &[u32],
         donors: &[u32],
-    ) -> Result<(), ArrowError> {
+    ) {
         let weights: Vec<i128> = receivers
             .iter()
             .map(|&r| i128::from(self.receivers[r as usize].cost.get(metric)))
@@ -217,13 +242,12 @@ impl Participants<'_> {
         let shares =
             largest_remainder_by(pool, &weights, |i| self.ids.value(receivers[i] as usize));
         for (&r, s) in receivers.iter().zip(shares) {
-            add_alloc(rows, self.receivers[r as usize].row, metric, s)?;
+            allocated[self.receivers[r as usize].row as usize] += s;
         }
         for &d in donors {
             let donor = &self.donors[d as usize];
-            add_alloc(rows, donor.row, metric, -i128::from(donor.cost.get(metric)))?;
+            allocated[donor.row as usize] -= i128::from(donor.cost.get(metric));
         }
-        Ok(())
     }
 }
 
@@ -235,38 +259,55 @@ pub fn apply(
     participants: Participants<'_>,
     dicts: &Dictionaries,
 ) -> Result<Vec<AllocationSummary>, ArrowError> {
-    // (payer, currency) -> account -> receivers and donors, ordered by name.
-    let mut scopes: BTreeMap<(&str, &str), BTreeMap<&str, Account>> = BTreeMap::new();
+    // Grouped by ids first (cheap), then ordered by name for stable summaries.
+    let mut by_ids: FxHashMap<(u32, u32, u32), Account> = FxHashMap::default();
     let scope = |row: u32| {
         let key = rows.keys[row as usize];
-        let payer = dicts.accounts.value(key.payer);
-        let currency = dicts.currencies.value(key.currency);
-        let account = dicts.accounts.value(key.account);
-        (payer, currency, account)
+        (key.payer, key.currency, key.account)
     };
-    let mut placed = Vec::with_capacity(participants.receivers.len() + participants.donors.len());
     for (i, r) in participants.receivers.iter().enumerate() {
-        placed.push((scope(r.row), true, i as u32));
+        by_ids
+            .entry(scope(r.row))
+            .or_default()
+            .receivers
+            .push(i as u32);
     }
     for (i, d) in participants.donors.iter().enumerate() {
-        placed.push((scope(d.row), false, i as u32));
-    }
-    for ((payer, currency, account), is_receiver, i) in placed {
-        let entry = scopes
-            .entry((payer, currency))
+        by_ids
+            .entry(scope(d.row))
             .or_default()
-            .entry(account)
-            .or_default();
-        if is_receiver {
-            entry.receivers.push(i);
-        } else {
-            entry.donors.push(i);
-        }
+            .donors
+            .push(i as u32);
+    }
+    // (payer, currency) -> account -> receivers and donors, ordered by name.
+    let mut scopes: BTreeMap<(&str, &str), BTreeMap<&str, Account>> = BTreeMap::new();
+    for ((payer, currency, account), members) in by_ids {
+        scopes
+            .entry((
+                dicts.accounts.value(payer),
+                dicts.currencies.value(currency),
+            ))
+            .or_default()
+            .insert(dicts.accounts.value(account), members);
     }
 
-    let mut summaries = Vec::new();
-    for ((_, currency), accounts) in &scopes {
-        for metric in METRICS {
+    // One metric's shares, summed per row, and its summary per scope: metrics are
+    // independent, so they are computed on two threads.
+    let scopes: Vec<(&str, Vec<u32>, Vec<&Account>)> = scopes
+        .iter()
+        .map(|((_, currency), accounts)| {
+            let all = accounts
+                .values()
+                .flat_map(|a| a.receivers.iter().copied())
+                .collect();
+            (*currency, all, accounts.values().collect())
+        })
+        .collect();
+    let rows_len = rows.len();
+    let one_metric = |metric: CostMetric| -> (Vec<i128>, Vec<AllocationSummary>) {
+        let mut allocated = vec![0i128; rows_len];
+        let mut summaries = Vec::with_capacity(scopes.len());
+        for (currency, all, accounts) in &scopes {
             let mut summary = AllocationSummary {
                 currency: (*currency).to_owned(),
                 metric,
@@ -275,27 +316,63 @@ pub fn apply(
                 unattributed: 0,
             };
             let mut payer_donors: Vec<u32> = Vec::new();
-            for account in accounts.values() {
+            for account in accounts {
                 let pool = participants.pool(&account.donors, metric);
                 if participants.weight(&account.receivers, metric) > 0 {
-                    participants.share(rows, metric, pool, &account.receivers, &account.donors)?;
+                    // Nothing to share, nothing to take out: every share would be zero.
+                    if pool != 0 || !account.donors.is_empty() {
+                        participants.share(
+                            &mut allocated,
+                            metric,
+                            pool,
+                            &account.receivers,
+                            &account.donors,
+                        );
+                    }
                     summary.within_account += pool;
                 } else {
                     payer_donors.extend(&account.donors);
                 }
             }
-            let pool = participants.pool(&payer_donors, metric);
-            let all: Vec<u32> = accounts
-                .values()
-                .flat_map(|a| a.receivers.iter().copied())
-                .collect();
-            if participants.weight(&all, metric) > 0 {
-                participants.share(rows, metric, pool, &all, &payer_donors)?;
-                summary.across_payer += pool;
-            } else {
-                summary.unattributed += pool;
+            if !payer_donors.is_empty() {
+                let pool = participants.pool(&payer_donors, metric);
+                if participants.weight(all, metric) > 0 {
+                    participants.share(&mut allocated, metric, pool, all, &payer_donors);
+                    summary.across_payer += pool;
+                } else {
+                    summary.unattributed += pool;
+                }
             }
             summaries.push(summary);
+        }
+        (allocated, summaries)
+    };
+    let [first, second] = [[METRICS[0], METRICS[1]], [METRICS[2], METRICS[3]]];
+    let results: Vec<(Vec<i128>, Vec<AllocationSummary>)> = std::thread::scope(|s| {
+        let other = s.spawn(|| second.map(one_metric));
+        let mine = first.map(one_metric);
+        let mut all: Vec<_> = mine.into_iter().collect();
+        if let Ok(theirs) = other.join() {
+            all.extend(theirs);
+        }
+        all
+    });
+    if results.len() != METRICS.len() {
+        return Err(ArrowError::ComputeError(
+            "allocating a metric stopped".into(),
+        ));
+    }
+    let mut summaries = Vec::with_capacity(scopes.len() * METRICS.len());
+    for i in 0..scopes.len() {
+        for (_, per_scope) in &results {
+            summaries.push(per_scope[i].clone());
+        }
+    }
+    for (metric, (allocated, _)) in METRICS.into_iter().zip(&results) {
+        for (row, amount) in allocated.iter().enumerate() {
+            if *amount != 0 {
+                add_alloc(rows, row as u32, metric, *amount)?;
+            }
         }
     }
     Ok(summaries)
@@ -325,6 +402,26 @@ mod tests {
         assert_eq!(largest_remainder(1, &[(1, "a"), (2, "b")]), vec![0, 1]);
         // Equal ids: the earlier position wins, as a stable sort would give.
         assert_eq!(largest_remainder(1, &[(1, "a"), (1, "a")]), vec![1, 0]);
+    }
+
+    #[test]
+    fn floor_division_is_exact() {
+        use rand::{Rng, SeedableRng, rngs::SmallRng};
+        let mut rng = SmallRng::seed_from_u64(5);
+        for _ in 0..200_000 {
+            let n = i128::from(rng.random::<i64>()) * i128::from(rng.random::<i32>());
+            let d = i128::from(rng.random_range(1..i64::MAX));
+            assert_eq!(
+                floor_div(n, d),
+                (n.div_euclid(d), n.rem_euclid(d)),
+                "{n} / {d}"
+            );
+        }
+        assert_eq!(floor_div(-7, 3), (-3, 2));
+        assert_eq!(
+            floor_div(i128::MAX / 2, 3),
+            ((i128::MAX / 2).div_euclid(3), (i128::MAX / 2).rem_euclid(3))
+        );
     }
 
     #[test]

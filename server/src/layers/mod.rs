@@ -332,6 +332,12 @@ impl GroupedRows {
         self.keys.len()
     }
 
+    /// Releases unused capacity of the rows.
+    pub fn shrink_to_fit(&mut self) {
+        self.keys.shrink_to_fit();
+        self.sums.shrink_to_fit();
+    }
+
     /// Frees the key index once no row will be added: its memory is larger than the
     /// rows'. Adding after this starts a new index (rows would then repeat keys).
     pub fn seal(&mut self) {
@@ -522,11 +528,22 @@ impl Layer {
             rank[id as usize] = r as u32;
         }
         let rank_of = |id: u32| rank.get(id as usize).copied().unwrap_or(u32::MAX);
-        let mut order: Vec<u32> = (0..rows.len() as u32).collect();
-        order.sort_unstable_by_key(|&i| {
-            let k = &rows.keys[i as usize];
-            (grain.bucket(k.start), rank_of(k.principal), k.start, i)
-        });
+        // Keys computed once, not per comparison (a month's start is calendar work).
+        let mut sort_keys: Vec<(i64, u32, i64, u32)> = rows
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                (
+                    grain.bucket(k.start),
+                    rank_of(k.principal),
+                    k.start,
+                    i as u32,
+                )
+            })
+            .collect();
+        sort_keys.sort_unstable();
+        let order: Vec<u32> = sort_keys.into_iter().map(|(_, _, _, i)| i).collect();
         let mut chunks = Vec::new();
         let mut from = 0;
         while from < order.len() {

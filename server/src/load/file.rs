@@ -115,6 +115,11 @@ pub async fn read_file(
     }
     let mut out = state.out;
     out.receiver_ids.push(state.ids.finish());
+    // Growth by doubling leaves up to half of each vector unused; the period holds
+    // these until its layers are built.
+    out.receivers.shrink_to_fit();
+    out.donors.shrink_to_fit();
+    out.fine.shrink_to_fit();
     Ok(out)
 }
 

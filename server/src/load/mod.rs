@@ -83,6 +83,7 @@ pub async fn load_period(
     };
     // Each file is merged as soon as it is read, so at most `parallel` files' rows
     // exist beside the period's.
+    let started = std::time::Instant::now();
     let mut merged: Option<FileLines> = None;
     let mut columns: BTreeSet<String> = BTreeSet::new();
     while let Some(read) = reads.next().await {
@@ -96,6 +97,7 @@ pub async fn load_period(
             }
         });
     }
+    let read_ms = started.elapsed().as_millis();
     let FileLines {
         dicts,
         mut fine,
@@ -124,11 +126,24 @@ pub async fn load_period(
         file: root.to_owned(),
         message: format!("cannot allocate the period's unattributed spend: {e}"),
     })?;
+    let allocate_ms = started.elapsed().as_millis() - read_ms;
     // Line items are done with: only the summed rows go on.
     drop((receivers, receiver_ids, donors));
     fine.seal();
     let layers = PeriodLayers::build(&fine, &dicts).map_err(fail)?;
     drop(fine);
+    tracing::info!(
+        root,
+        files = urls.len(),
+        line_items,
+        fine_rows = layers.fine.rows(),
+        daily_rows = layers.daily.rows(),
+        monthly_rows = layers.monthly.rows(),
+        read_ms,
+        allocate_ms,
+        build_ms = started.elapsed().as_millis() - read_ms - allocate_ms,
+        "period loaded"
+    );
     Ok(LoadedPeriod {
         dicts,
         layers,

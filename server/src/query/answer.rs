@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 
 use datafusion::{
     arrow::{
-        array::{Array, AsArray, RecordBatch},
+        array::{Array, ArrayRef, AsArray, RecordBatch},
         compute::cast,
-        datatypes::{DataType, Decimal128Type, Int64Type, TimeUnit, TimestampMicrosecondType},
+        datatypes::{
+            DataType, Decimal128Type, Int64Type, TimeUnit, TimestampMicrosecondType, UInt8Type,
+        },
     },
     prelude::SessionContext,
 };
@@ -14,12 +16,32 @@ use datafusion::{
 use super::{
     plan,
     plan::{UNITS_TYPE, out},
-    spec::QuerySpec,
+    spec::{Dimension, QuerySpec},
 };
-use crate::{error::Error, layers::Tokens, snapshot::Snapshot};
+use crate::{error::Error, layers::Tokens, rules::usage::UsageCategory, snapshot::Snapshot};
 
 /// Groups an answer may hold before the server refuses it.
 pub const MAX_GROUPS: usize = 1_000_000;
+
+/// The value of one dimension in a group.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    /// A caller ARN (or role, or account), model, account, region, line item type or tag
+    /// value.
+    Text(String),
+    /// A usage category.
+    Category(UsageCategory),
+}
+
+impl Key {
+    /// The text of a text key.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Self::Text(t) => Some(t),
+            Self::Category(_) => None,
+        }
+    }
+}
 
 /// One group of an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +51,7 @@ pub struct GroupRow {
     /// Start of the time bucket (µs since the epoch), with a granularity.
     pub bucket: Option<i64>,
     /// One key per dimension of the spec; `None` is the UNATTRIBUTED / UNTAGGED group.
-    pub keys: Vec<Option<String>>,
+    pub keys: Vec<Option<Key>>,
     /// Exact cost in units of 1e-10 (fully loaded with allocation).
     pub cost: i128,
     /// The part of `cost` shared in or out by allocation (zero without it).
@@ -72,7 +94,7 @@ pub async fn run_with(
         .await?;
     let mut rows = Vec::new();
     for batch in &batches {
-        read_rows(batch, spec.dimensions.len(), &mut rows)?;
+        read_rows(batch, &spec.dimensions, &mut rows)?;
         if rows.len() > MAX_GROUPS {
             return Err(Error::TooLarge {
                 reason: format!(
@@ -112,9 +134,34 @@ fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, Error
         })
 }
 
+/// A dimension's column of group keys.
+enum KeyColumn {
+    Text(ArrayRef),
+    Category(ArrayRef),
+}
+
+impl KeyColumn {
+    fn key(&self, row: usize) -> Option<Key> {
+        match self {
+            Self::Text(a) => {
+                let a = a.as_string::<i32>();
+                a.is_valid(row).then(|| Key::Text(a.value(row).to_owned()))
+            }
+            Self::Category(a) => {
+                let a = a.as_primitive::<UInt8Type>();
+                a.is_valid(row).then(|| {
+                    Key::Category(
+                        UsageCategory::from_code(a.value(row)).unwrap_or(UsageCategory::Other),
+                    )
+                })
+            }
+        }
+    }
+}
+
 fn read_rows(
     batch: &RecordBatch,
-    dimensions: usize,
+    dimensions: &[Dimension],
     rows: &mut Vec<GroupRow>,
 ) -> Result<(), Error> {
     let currency = cast(column(batch, out::CURRENCY)?, &DataType::Utf8)?;
@@ -129,8 +176,16 @@ fn read_rows(
     let bucket = bucket
         .as_ref()
         .map(|b| b.as_primitive::<TimestampMicrosecondType>());
-    let keys = (0..dimensions)
-        .map(|i| Ok(cast(column(batch, &out::dimension(i))?, &DataType::Utf8)?))
+    let keys = dimensions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let c = column(batch, &out::dimension(i))?;
+            Ok(match d {
+                Dimension::UsageCategory => KeyColumn::Category(cast(c, &DataType::UInt8)?),
+                _ => KeyColumn::Text(cast(c, &DataType::Utf8)?),
+            })
+        })
         .collect::<Result<Vec<_>, Error>>()?;
     let cost = cast(column(batch, out::COST)?, &UNITS_TYPE)?;
     let cost = cost.as_primitive::<Decimal128Type>();
@@ -155,13 +210,7 @@ fn read_rows(
         rows.push(GroupRow {
             currency: currency.value(row).to_owned(),
             bucket: bucket.and_then(|b| b.is_valid(row).then(|| b.value(row))),
-            keys: keys
-                .iter()
-                .map(|k| {
-                    let k = k.as_string::<i32>();
-                    k.is_valid(row).then(|| k.value(row).to_owned())
-                })
-                .collect(),
+            keys: keys.iter().map(|k| k.key(row)).collect(),
             cost: if cost.is_valid(row) {
                 cost.value(row)
             } else {

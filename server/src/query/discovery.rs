@@ -36,7 +36,13 @@ pub struct Summary {
 pub fn by_first_key(answer: &Answer) -> Vec<(Option<String>, Summary)> {
     let mut keys: BTreeMap<Option<String>, Summary> = BTreeMap::new();
     for row in &answer.rows {
-        let summary = keys.entry(row.keys.first().cloned().flatten()).or_default();
+        let key = row
+            .keys
+            .first()
+            .and_then(|k| k.as_ref())
+            .and_then(|k| k.text())
+            .map(str::to_owned);
+        let summary = keys.entry(key).or_default();
         *summary.cost.entry(row.currency.clone()).or_default() += row.cost;
         summary.tokens.merge(&row.tokens);
         summary.line_items += row.line_items;

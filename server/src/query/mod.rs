@@ -13,7 +13,7 @@ pub mod page;
 pub mod plan;
 pub mod spec;
 
-pub use answer::{Answer, GroupRow, run, run_with};
+pub use answer::{Answer, GroupRow, Key, run, run_with};
 pub use plan::LayerChoice;
 pub use spec::{
     CostMetric, Dimension, Filter, Granularity, PrincipalGrouping, QuerySpec, TagFilter,

@@ -458,7 +458,8 @@ pub fn plan_with(
                 )?;
                 resolved.push(col(value_name).alias(out::dimension(i)));
             }
-            None => resolved.push(cast(col(key(i)), DataType::Utf8).alias(out::dimension(i))),
+            // Categories are few and typed: their code is the key.
+            None => resolved.push(col(key(i)).alias(out::dimension(i))),
         }
     }
 

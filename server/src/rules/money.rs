@@ -18,8 +18,27 @@ pub fn amount_from_f64(value: Option<f64>) -> i128 {
     let Some(v) = value.filter(|v| v.is_finite()) else {
         return 0;
     };
+    if let Some(units) = ten_places(v) {
+        return units;
+    }
     let mut buffer = ryu::Buffer::new();
     scaled_from_shortest(buffer.format_finite(v)).unwrap_or_else(|| amount_from_text(v))
+}
+
+/// The amount of `v` when it is the double nearest a decimal with at most ten places,
+/// found without formatting: `r = round(v * 1e10)`, kept when `r / 1e10 == v`.
+///
+/// Below 2^17 a double's rounding interval is narrower than 1e-10, so at most one
+/// decimal with ten places falls in it; when `r / 1e10` (a correctly rounded division
+/// of exact values) gives back `v`, that decimal is `r * 1e-10`, and it is also the
+/// shortest decimal of `v` (any other would have more digits). Other values take the
+/// formatting path.
+fn ten_places(v: f64) -> Option<i128> {
+    if v.abs() >= 131_072.0 {
+        return None;
+    }
+    let r = (v * 1e10).round();
+    (r / 1e10 == v).then_some(r as i128)
 }
 
 /// The general path: the shortest decimal through `rust_decimal`.

@@ -7,7 +7,7 @@ use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use crate::{
     error::Error,
     query::{
-        CostMetric, Dimension, Filter, Granularity, GroupRow, PrincipalGrouping, QuerySpec,
+        CostMetric, Dimension, Filter, Granularity, GroupRow, Key, PrincipalGrouping, QuerySpec,
         TagFilter,
     },
     rules::{
@@ -364,24 +364,24 @@ pub fn row(group: &GroupRow, spec: &QuerySpec) -> pb::Row {
         ..Default::default()
     };
     for (dimension, key) in spec.dimensions.iter().zip(&group.keys) {
-        let text = key.clone().unwrap_or_default();
+        let text = key.as_ref().and_then(Key::text);
+        let owned = text.unwrap_or_default().to_owned();
         match dimension {
-            Dimension::Principal(grouping) => {
-                row.principal = Some(principal(key.as_deref(), *grouping))
-            }
-            Dimension::Model => row.model = text,
-            Dimension::Account => row.account_id = text,
-            Dimension::Region => row.region = text,
-            Dimension::LineItemType => row.line_item_type = text,
+            Dimension::Principal(grouping) => row.principal = Some(principal(text, *grouping)),
+            Dimension::Model => row.model = owned,
+            Dimension::Account => row.account_id = owned,
+            Dimension::Region => row.region = owned,
+            Dimension::LineItemType => row.line_item_type = owned,
             Dimension::UsageCategory => {
-                row.usage_category = text
-                    .parse::<i32>()
-                    .unwrap_or(pb::UsageCategory::Other as i32);
+                row.usage_category = match key {
+                    Some(Key::Category(c)) => i32::from(c.code()),
+                    _ => pb::UsageCategory::Other as i32,
+                };
             }
             Dimension::Tag(tag_key) => {
                 let tag = Some(pb::TagValue {
                     key: tag_key.clone(),
-                    value: text,
+                    value: owned,
                     untagged: key.is_none(),
                 });
                 // A second tag dimension (CostByTag's also_group_by) has its own field.
