@@ -1269,14 +1269,86 @@ fn opt(v: Option<&str>) -> Cell<'_> {
     v.map_or(Cell::Null, Cell::S)
 }
 
-fn is_ec2_covered(l: &Line<'_>) -> bool {
-    matches!(l.kind, Kind::SavingsPlan | Kind::Reserved)
+/// A text column holding `$value` on line items of kind `$kind`, "" on the others.
+macro_rules! text_when {
+    ($l:ident, $kind:pat, $value:expr) => {
+        |$l| Cell::S(if matches!($l.kind, $kind) { $value } else { "" })
+    };
 }
 
-/// Every column of the files, in CUR 2.0 order (grouped by prefix).
+/// A double column holding `$value` on line items of kind `$kind`, 0.0 on the others.
+macro_rules! amount_when {
+    ($l:ident, $kind:pat, $value:expr) => {
+        |$l| {
+            Cell::F(if matches!($l.kind, $kind) {
+                $value
+            } else {
+                0.0
+            })
+        }
+    };
+}
+
+/// Columns that are 0.0 on every line item of this organisation.
+const ZERO_AMOUNTS: [&str; 18] = [
+    "discount_bundled_discount",
+    "reservation_amortized_upfront_cost_for_usage",
+    "reservation_amortized_upfront_fee_for_billing_period",
+    "reservation_net_amortized_upfront_cost_for_usage",
+    "reservation_net_amortized_upfront_fee_for_billing_period",
+    "reservation_net_unused_amortized_upfront_fee_for_billing_period",
+    "reservation_net_unused_recurring_fee",
+    "reservation_net_upfront_value",
+    "reservation_unused_amortized_upfront_fee_for_billing_period",
+    "reservation_unused_normalized_unit_quantity",
+    "reservation_unused_quantity",
+    "reservation_unused_recurring_fee",
+    "reservation_upfront_value",
+    "savings_plan_amortized_upfront_commitment_for_billing_period",
+    "savings_plan_net_amortized_upfront_commitment_for_billing_period",
+    "savings_plan_net_recurring_commitment_for_billing_period",
+    "savings_plan_recurring_commitment_for_billing_period",
+    "savings_plan_total_commitment_to_date",
+];
+/// Split cost allocation columns: NULL without split cost allocation data.
+const NULL_AMOUNTS: [&str; 10] = [
+    "split_line_item_actual_usage",
+    "split_line_item_net_split_cost",
+    "split_line_item_net_unused_cost",
+    "split_line_item_public_on_demand_split_cost",
+    "split_line_item_public_on_demand_unused_cost",
+    "split_line_item_reserved_usage",
+    "split_line_item_split_cost",
+    "split_line_item_split_usage",
+    "split_line_item_split_usage_ratio",
+    "split_line_item_unused_cost",
+];
+/// Text columns that are NULL on every line item of this organisation.
+const NULL_TEXTS: [&str; 5] = [
+    "product_comment",
+    "product_fee_code",
+    "product_fee_description",
+    "product_instancesku",
+    "split_line_item_parent_resource_id",
+];
+/// Text columns that are empty on every line item of this organisation.
+const EMPTY_TEXTS: [&str; 4] = [
+    "capacity_reservation_capacity_reservation_a_r_n",
+    "capacity_reservation_capacity_reservation_status",
+    "capacity_reservation_capacity_reservation_type",
+    "product_to_region_code",
+];
+
+const RI_ARN: &str =
+    "arn:aws:ec2:us-east-1:100000000001:reserved-instances/5c7a1f3e-93b2-4d1e-8f5a-2b6c9d0e1f2a";
+const SP_ARN: &str =
+    "arn:aws:savingsplans::100000000001:savingsplan/9b2f6c1d-7e4a-4c3b-a5d8-0f1e2d3c4b5a";
+
+/// Every column of the files (about 130, as a full CUR 2.0 export), sorted by name.
 fn columns() -> Vec<Column> {
+    use Kind::{Edp, Reserved, SavingsPlan, Tax};
     use Type::{Float, Map, Timestamp, Utf8};
-    vec![
+    let mut all = vec![
         col("bill_bill_type", Utf8, |_| Cell::S("Anniversary")),
         col("bill_billing_entity", Utf8, |l| Cell::S(l.entity)),
         col("bill_billing_period_end_date", Timestamp, |l| {
@@ -1305,14 +1377,11 @@ fn columns() -> Vec<Column> {
         }),
         col("cost_category", Map, |l| Cell::M(l.cost_category)),
         col("discount", Map, |l| Cell::M(l.discount)),
-        col("discount_bundled_discount", Float, |_| Cell::F(0.0)),
-        col("discount_total_discount", Float, |l| {
-            Cell::F(if l.kind == Kind::Edp {
-                l.unblended
-            } else {
-                0.0
-            })
-        }),
+        col(
+            "discount_total_discount",
+            Float,
+            amount_when!(l, Edp, l.unblended),
+        ),
         col("identity_line_item_id", Utf8, |l| Cell::S(&l.id)),
         col("identity_time_interval", Utf8, |l| Cell::S(l.interval)),
         col("line_item_availability_zone", Utf8, |l| Cell::S(l.az)),
@@ -1346,8 +1415,8 @@ fn columns() -> Vec<Column> {
         col("line_item_resource_id", Utf8, |l| opt(l.resource_id)),
         col("line_item_tax_type", Utf8, |l| {
             Cell::S(match (l.kind, l.account.currency) {
-                (Kind::Tax, "EUR") => "VAT",
-                (Kind::Tax, _) => "Sales Tax",
+                (Tax, "EUR") => "VAT",
+                (Tax, _) => "Sales Tax",
                 _ => "",
             })
         }),
@@ -1366,27 +1435,25 @@ fn columns() -> Vec<Column> {
         }),
         col("line_item_usage_type", Utf8, |l| Cell::S(l.usage_type)),
         col("pricing_currency", Utf8, |_| Cell::S("USD")),
-        col("pricing_lease_contract_length", Utf8, |l| {
-            Cell::S(if is_ec2_covered(l) { "1yr" } else { "" })
-        }),
-        col("pricing_offering_class", Utf8, |l| {
-            Cell::S(if l.kind == Kind::Reserved {
-                "standard"
-            } else {
-                ""
-            })
-        }),
+        col(
+            "pricing_lease_contract_length",
+            Utf8,
+            text_when!(l, Reserved | SavingsPlan, "1yr"),
+        ),
+        col(
+            "pricing_offering_class",
+            Utf8,
+            text_when!(l, Reserved, "standard"),
+        ),
         col("pricing_public_on_demand_cost", Float, |l| {
             Cell::F(l.public_cost)
         }),
         col("pricing_public_on_demand_rate", Utf8, |l| Cell::S(l.rate)),
-        col("pricing_purchase_option", Utf8, |l| {
-            Cell::S(match l.kind {
-                Kind::Reserved => "No Upfront",
-                Kind::SavingsPlan => "No Upfront",
-                _ => "",
-            })
-        }),
+        col(
+            "pricing_purchase_option",
+            Utf8,
+            text_when!(l, Reserved | SavingsPlan, "No Upfront"),
+        ),
         col("pricing_rate_code", Utf8, |l| Cell::S(l.rate_code)),
         col("pricing_rate_id", Utf8, |l| Cell::S(l.rate_id)),
         col("pricing_term", Utf8, |l| {
@@ -1398,9 +1465,6 @@ fn columns() -> Vec<Column> {
         }),
         col("pricing_unit", Utf8, |l| opt(l.unit)),
         col("product", Map, |l| Cell::M(l.product)),
-        col("product_comment", Utf8, |_| Cell::Null),
-        col("product_fee_code", Utf8, |_| Cell::Null),
-        col("product_fee_description", Utf8, |_| Cell::Null),
         col("product_from_location", Utf8, |l| {
             Cell::S(if l.usage_type.contains("DataTransfer") {
                 l.location
@@ -1425,13 +1489,12 @@ fn columns() -> Vec<Column> {
         col("product_instance_family", Utf8, |l| {
             Cell::S(match l.instance_type.split('.').next() {
                 Some("m6i") => "General purpose",
-                Some("g5") | Some("ml") => "GPU instance",
+                Some("g5" | "ml") => "GPU instance",
                 Some("db") => "Memory optimized",
                 _ => "",
             })
         }),
         col("product_instance_type", Utf8, |l| Cell::S(l.instance_type)),
-        col("product_instancesku", Utf8, |_| Cell::Null),
         col("product_location", Utf8, |l| Cell::S(l.location)),
         col("product_location_type", Utf8, |l| {
             Cell::S(if l.location.is_empty() {
@@ -1461,267 +1524,151 @@ fn columns() -> Vec<Column> {
                 ""
             })
         }),
-        col("product_to_region_code", Utf8, |_| Cell::S("")),
         col("product_usagetype", Utf8, |l| Cell::S(l.usage_type)),
         col(
-            "reservation_amortized_upfront_cost_for_usage",
-            Float,
-            |_| Cell::F(0.0),
+            "reservation_availability_zone",
+            Utf8,
+            text_when!(l, Reserved, l.az),
         ),
         col(
-            "reservation_amortized_upfront_fee_for_billing_period",
+            "reservation_effective_cost",
             Float,
-            |_| Cell::F(0.0),
-        ),
-        col("reservation_availability_zone", Utf8, |l| {
-            Cell::S(if l.kind == Kind::Reserved { l.az } else { "" })
-        }),
-        col("reservation_effective_cost", Float, |l| {
-            Cell::F(if l.kind == Kind::Reserved {
-                l.unblended * 0.62
-            } else {
-                0.0
-            })
-        }),
-        col("reservation_end_time", Utf8, |l| {
-            Cell::S(if l.kind == Kind::Reserved {
-                "2027-01-15T00:00:00.000Z"
-            } else {
-                ""
-            })
-        }),
-        col("reservation_modification_status", Utf8, |l| {
-            Cell::S(if l.kind == Kind::Reserved {
-                "Original"
-            } else {
-                ""
-            })
-        }),
-        col(
-            "reservation_net_amortized_upfront_cost_for_usage",
-            Float,
-            |_| Cell::F(0.0),
+            amount_when!(l, Reserved, l.unblended * 0.62),
         ),
         col(
-            "reservation_net_amortized_upfront_fee_for_billing_period",
-            Float,
-            |_| Cell::F(0.0),
+            "reservation_end_time",
+            Utf8,
+            text_when!(l, Reserved, "2027-01-15T00:00:00.000Z"),
         ),
-        col("reservation_net_effective_cost", Float, |l| {
-            Cell::F(if l.kind == Kind::Reserved {
-                l.unblended * 0.62
-            } else {
-                0.0
-            })
-        }),
-        col("reservation_net_recurring_fee_for_usage", Float, |l| {
-            Cell::F(if l.kind == Kind::Reserved {
-                l.unblended * 0.62
-            } else {
-                0.0
-            })
-        }),
         col(
-            "reservation_net_unused_amortized_upfront_fee_for_billing_period",
-            Float,
-            |_| Cell::F(0.0),
+            "reservation_modification_status",
+            Utf8,
+            text_when!(l, Reserved, "Original"),
         ),
-        col("reservation_net_unused_recurring_fee", Float, |_| {
-            Cell::F(0.0)
-        }),
-        col("reservation_net_upfront_value", Float, |_| Cell::F(0.0)),
-        col("reservation_normalized_units_per_reservation", Utf8, |l| {
-            Cell::S(if l.kind == Kind::Reserved { "8" } else { "" })
-        }),
-        col("reservation_number_of_reservations", Utf8, |l| {
-            Cell::S(if l.kind == Kind::Reserved { "4" } else { "" })
-        }),
-        col("reservation_recurring_fee_for_usage", Float, |l| {
-            Cell::F(if l.kind == Kind::Reserved {
-                l.unblended * 0.62
-            } else {
-                0.0
-            })
-        }),
-        col("reservation_reservation_a_r_n", Utf8, |l| {
-            Cell::S(if l.kind == Kind::Reserved {
-                "arn:aws:ec2:us-east-1:100000000001:reserved-instances/5c7a1f3e-93b2-4d1e-8f5a-2b6c9d0e1f2a"
-            } else {
-                ""
-            })
-        }),
-        col("reservation_start_time", Utf8, |l| {
-            Cell::S(if l.kind == Kind::Reserved {
-                "2026-01-15T00:00:00.000Z"
-            } else {
-                ""
-            })
-        }),
-        col("reservation_subscription_id", Utf8, |l| {
-            Cell::S(if is_ec2_covered(l) { "8123456789" } else { "" })
-        }),
-        col("reservation_total_reserved_normalized_units", Utf8, |l| {
-            Cell::S(if l.kind == Kind::Reserved { "32" } else { "" })
-        }),
-        col("reservation_total_reserved_units", Utf8, |l| {
-            Cell::S(if l.kind == Kind::Reserved { "4" } else { "" })
-        }),
-        col("reservation_units_per_reservation", Utf8, |l| {
-            Cell::S(if l.kind == Kind::Reserved { "1" } else { "" })
-        }),
         col(
-            "reservation_unused_amortized_upfront_fee_for_billing_period",
+            "reservation_net_effective_cost",
             Float,
-            |_| Cell::F(0.0),
+            amount_when!(l, Reserved, l.unblended * 0.62),
         ),
-        col("reservation_unused_normalized_unit_quantity", Float, |_| {
-            Cell::F(0.0)
-        }),
-        col("reservation_unused_quantity", Float, |_| Cell::F(0.0)),
-        col("reservation_unused_recurring_fee", Float, |_| Cell::F(0.0)),
-        col("reservation_upfront_value", Float, |_| Cell::F(0.0)),
+        col(
+            "reservation_net_recurring_fee_for_usage",
+            Float,
+            amount_when!(l, Reserved, l.unblended * 0.62),
+        ),
+        col(
+            "reservation_normalized_units_per_reservation",
+            Utf8,
+            text_when!(l, Reserved, "8"),
+        ),
+        col(
+            "reservation_number_of_reservations",
+            Utf8,
+            text_when!(l, Reserved, "4"),
+        ),
+        col(
+            "reservation_recurring_fee_for_usage",
+            Float,
+            amount_when!(l, Reserved, l.unblended * 0.62),
+        ),
+        col(
+            "reservation_reservation_a_r_n",
+            Utf8,
+            text_when!(l, Reserved, RI_ARN),
+        ),
+        col(
+            "reservation_start_time",
+            Utf8,
+            text_when!(l, Reserved, "2026-01-15T00:00:00.000Z"),
+        ),
+        col(
+            "reservation_subscription_id",
+            Utf8,
+            text_when!(l, Reserved | SavingsPlan, "8123456789"),
+        ),
+        col(
+            "reservation_total_reserved_normalized_units",
+            Utf8,
+            text_when!(l, Reserved, "32"),
+        ),
+        col(
+            "reservation_total_reserved_units",
+            Utf8,
+            text_when!(l, Reserved, "4"),
+        ),
+        col(
+            "reservation_units_per_reservation",
+            Utf8,
+            text_when!(l, Reserved, "1"),
+        ),
         col("resource_tags", Map, |l| Cell::M(l.resource_tags)),
         col(
-            "savings_plan_amortized_upfront_commitment_for_billing_period",
-            Float,
-            |_| Cell::F(0.0),
-        ),
-        col("savings_plan_end_time", Utf8, |l| {
-            Cell::S(if l.kind == Kind::SavingsPlan {
-                "2029-03-01T00:00:00.000Z"
-            } else {
-                ""
-            })
-        }),
-        col("savings_plan_instance_type_family", Utf8, |l| {
-            Cell::S(if l.kind == Kind::SavingsPlan {
-                "m6i"
-            } else {
-                ""
-            })
-        }),
-        col(
-            "savings_plan_net_amortized_upfront_commitment_for_billing_period",
-            Float,
-            |_| Cell::F(0.0),
+            "savings_plan_end_time",
+            Utf8,
+            text_when!(l, SavingsPlan, "2029-03-01T00:00:00.000Z"),
         ),
         col(
-            "savings_plan_net_recurring_commitment_for_billing_period",
-            Float,
-            |_| Cell::F(0.0),
+            "savings_plan_instance_type_family",
+            Utf8,
+            text_when!(l, SavingsPlan, "m6i"),
         ),
-        col("savings_plan_net_savings_plan_effective_cost", Float, |l| {
-            Cell::F(if l.kind == Kind::SavingsPlan {
-                l.unblended * 0.72
-            } else {
-                0.0
-            })
-        }),
-        col("savings_plan_offering_type", Utf8, |l| {
-            Cell::S(if l.kind == Kind::SavingsPlan {
-                "ComputeSavingsPlans"
-            } else {
-                ""
-            })
-        }),
-        col("savings_plan_payment_option", Utf8, |l| {
-            Cell::S(if l.kind == Kind::SavingsPlan {
-                "No Upfront"
-            } else {
-                ""
-            })
-        }),
-        col("savings_plan_purchase_term", Utf8, |l| {
-            Cell::S(if l.kind == Kind::SavingsPlan {
-                "3yr"
-            } else {
-                ""
-            })
-        }),
         col(
-            "savings_plan_recurring_commitment_for_billing_period",
+            "savings_plan_net_savings_plan_effective_cost",
             Float,
-            |_| Cell::F(0.0),
+            amount_when!(l, SavingsPlan, l.unblended * 0.72),
         ),
-        col("savings_plan_region", Utf8, |l| {
-            Cell::S(if l.kind == Kind::SavingsPlan {
-                "US East (N. Virginia)"
-            } else {
-                ""
-            })
-        }),
-        col("savings_plan_savings_plan_a_r_n", Utf8, |l| {
-            Cell::S(if l.kind == Kind::SavingsPlan {
-                "arn:aws:savingsplans::100000000001:savingsplan/9b2f6c1d-7e4a-4c3b-a5d8-0f1e2d3c4b5a"
-            } else {
-                ""
-            })
-        }),
-        col("savings_plan_savings_plan_effective_cost", Float, |l| {
-            Cell::F(if l.kind == Kind::SavingsPlan {
-                l.unblended * 0.72
-            } else {
-                0.0
-            })
-        }),
-        col("savings_plan_savings_plan_rate", Float, |l| {
-            Cell::F(if l.kind == Kind::SavingsPlan {
-                0.1382
-            } else {
-                0.0
-            })
-        }),
-        col("savings_plan_start_time", Utf8, |l| {
-            Cell::S(if l.kind == Kind::SavingsPlan {
-                "2026-03-01T00:00:00.000Z"
-            } else {
-                ""
-            })
-        }),
-        col("savings_plan_total_commitment_to_date", Float, |_| {
-            Cell::F(0.0)
-        }),
-        col("savings_plan_used_commitment", Float, |l| {
-            Cell::F(if l.kind == Kind::SavingsPlan {
-                l.unblended * 0.72
-            } else {
-                0.0
-            })
-        }),
-        col("split_line_item_actual_usage", Float, |_| Cell::Null),
-        col("split_line_item_net_split_cost", Float, |_| Cell::Null),
-        col("split_line_item_net_unused_cost", Float, |_| Cell::Null),
-        col("split_line_item_parent_resource_id", Utf8, |_| Cell::Null),
-        col("split_line_item_public_on_demand_split_cost", Float, |_| {
-            Cell::Null
-        }),
         col(
-            "split_line_item_public_on_demand_unused_cost",
-            Float,
-            |_| Cell::Null,
+            "savings_plan_offering_type",
+            Utf8,
+            text_when!(l, SavingsPlan, "ComputeSavingsPlans"),
         ),
-        col("split_line_item_reserved_usage", Float, |_| Cell::Null),
-        col("split_line_item_split_cost", Float, |_| Cell::Null),
-        col("split_line_item_split_usage", Float, |_| Cell::Null),
-        col("split_line_item_split_usage_ratio", Float, |_| Cell::Null),
-        col("split_line_item_unused_cost", Float, |_| Cell::Null),
+        col(
+            "savings_plan_payment_option",
+            Utf8,
+            text_when!(l, SavingsPlan, "No Upfront"),
+        ),
+        col(
+            "savings_plan_purchase_term",
+            Utf8,
+            text_when!(l, SavingsPlan, "3yr"),
+        ),
+        col(
+            "savings_plan_region",
+            Utf8,
+            text_when!(l, SavingsPlan, "US East (N. Virginia)"),
+        ),
+        col(
+            "savings_plan_savings_plan_a_r_n",
+            Utf8,
+            text_when!(l, SavingsPlan, SP_ARN),
+        ),
+        col(
+            "savings_plan_savings_plan_effective_cost",
+            Float,
+            amount_when!(l, SavingsPlan, l.unblended * 0.72),
+        ),
+        col(
+            "savings_plan_savings_plan_rate",
+            Float,
+            amount_when!(l, SavingsPlan, 0.1382),
+        ),
+        col(
+            "savings_plan_start_time",
+            Utf8,
+            text_when!(l, SavingsPlan, "2026-03-01T00:00:00.000Z"),
+        ),
+        col(
+            "savings_plan_used_commitment",
+            Float,
+            amount_when!(l, SavingsPlan, l.unblended * 0.72),
+        ),
         col("tags", Map, |l| Cell::M(l.tags)),
-        col(
-            "capacity_reservation_capacity_reservation_a_r_n",
-            Utf8,
-            |_| Cell::S(""),
-        ),
-        col(
-            "capacity_reservation_capacity_reservation_status",
-            Utf8,
-            |_| Cell::S(""),
-        ),
-        col(
-            "capacity_reservation_capacity_reservation_type",
-            Utf8,
-            |_| Cell::S(""),
-        ),
-    ]
+    ];
+    all.extend(ZERO_AMOUNTS.iter().map(|n| col(n, Float, |_| Cell::F(0.0))));
+    all.extend(NULL_AMOUNTS.iter().map(|n| col(n, Float, |_| Cell::Null)));
+    all.extend(NULL_TEXTS.iter().map(|n| col(n, Utf8, |_| Cell::Null)));
+    all.extend(EMPTY_TEXTS.iter().map(|n| col(n, Utf8, |_| Cell::S(""))));
+    all.sort_by_key(|c| c.name);
+    all
 }
 
 fn map_field(name: &str) -> Field {
@@ -1760,7 +1707,7 @@ enum Builder {
     Utf8(StringBuilder),
     Float(Float64Builder),
     Timestamp(TimestampMicrosecondBuilder),
-    Map(MapBuilder<StringBuilder, StringBuilder>),
+    Map(Box<MapBuilder<StringBuilder, StringBuilder>>),
 }
 
 impl Builder {
@@ -1771,7 +1718,7 @@ impl Builder {
             Type::Timestamp => {
                 Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(BATCH_ROWS))
             }
-            Type::Map => Builder::Map(MapBuilder::new(
+            Type::Map => Builder::Map(Box::new(MapBuilder::new(
                 Some(MapFieldNames {
                     entry: "key_value".into(),
                     key: "key".into(),
@@ -1779,7 +1726,7 @@ impl Builder {
                 }),
                 StringBuilder::new(),
                 StringBuilder::new(),
-            )),
+            ))),
         }
     }
 
@@ -2351,7 +2298,7 @@ fn write_chunk(
             line.resource_id = Some(match service.code {
                 "AmazonEC2" => &acct.ec2_instances[rng.random_range(0..acct.ec2_instances.len())],
                 "AmazonS3" => &acct.buckets[rng.random_range(0..acct.buckets.len())],
-                _ => &acct.name,
+                _ => acct.name,
             });
             line.principal = Some("");
             line.description = service.name;
