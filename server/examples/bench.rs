@@ -184,6 +184,7 @@ async fn main() {
         "127.0.0.1:0",
         "--refresh-interval",
         "0",
+        "--no-cache",
         "--source",
         &source,
     ])

@@ -1,6 +1,6 @@
 //! Proportional allocation: spend without a caller shared out to the callers who caused
-//! it, once per billing period and snapshot, so that every grouping and filter applies to
-//! fully loaded amounts with no special case.
+//! it, once per billing period when the period is loaded, so that every grouping and
+//! filter applies to fully loaded amounts with no special case.
 //!
 //! The rule, per billing period, payer and currency, for each cost metric:
 //! - receivers are the attributed Bedrock `Usage` line items (with a caller); donors are
@@ -14,18 +14,21 @@
 //!
 //! Each pool is split exactly: shares are floored to 1e-10 and the units left over go one
 //! each to the largest remainders, ties broken by line item id, so shares add up to the
-//! pool to the last unit. Receivers carry `+share` and donors `-amount` in the `alloc_*`
-//! columns, so allocation moves money between groups and never changes a total.
+//! pool to the last unit. Shares are computed per line item, then summed into the layer
+//! row the line item belongs to: receivers' rows carry `+share` and donors' rows
+//! `-amount`, so allocation moves money between groups and never changes a total.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{cmp::Ordering, collections::BTreeMap};
 
 use datafusion::arrow::{
-    array::{Array, ArrayRef, AsArray, Decimal128Array, RecordBatch},
-    datatypes::Decimal128Type,
+    array::{Array, StringArray},
     error::ArrowError,
 };
 
-use crate::{normalize::col, query::CostMetric, rules::money::SCALE};
+use crate::{
+    layers::{Amounts, GroupedRows, METRICS, dict::Dictionaries},
+    query::CostMetric,
+};
 
 /// Where one period's spend without a caller went, for one currency and metric.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,157 +45,258 @@ pub struct AllocationSummary {
     pub unattributed: i128,
 }
 
-/// The metrics in the order of [`col::COSTS`] and [`col::ALLOCS`].
-pub const METRICS: [CostMetric; 4] = [
-    CostMetric::Unblended,
-    CostMetric::NetUnblended,
-    CostMetric::Blended,
-    CostMetric::PublicOnDemand,
-];
+/// An attributed `Usage` line item: it receives shares in proportion to its cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Receiver {
+    /// The fine layer row it was summed into.
+    pub row: u32,
+    /// Its direct cost.
+    pub cost: Amounts,
+}
+
+/// A line item without a caller: its cost is what gets shared.
+#[derive(Debug, Clone, Copy)]
+pub struct Donor {
+    /// The fine layer row it was summed into.
+    pub row: u32,
+    /// Its direct cost.
+    pub cost: Amounts,
+}
 
 /// Splits `pool` over `weights` (whose sum must be positive) in proportion, exactly:
-/// floors, then one unit each to the largest remainders, ties to the smaller id.
-pub fn largest_remainder(pool: i128, weights: &[(i128, &str)]) -> Vec<i128> {
-    let total: i128 = weights.iter().map(|(w, _)| w).sum();
+/// floors, then one unit each to the largest remainders, ties to the smaller id (then
+/// the earlier position).
+pub fn largest_remainder_by<'a>(
+    pool: i128,
+    weights: &[i128],
+    id: impl Fn(usize) -> &'a str,
+) -> Vec<i128> {
+    let total: i128 = weights.iter().sum();
     debug_assert!(total > 0, "a pool is only shared over a positive total");
+    if total <= 0 {
+        return vec![0; weights.len()];
+    }
     let mut shares = Vec::with_capacity(weights.len());
     let mut remainders = Vec::with_capacity(weights.len());
-    for (i, (w, _)) in weights.iter().enumerate() {
+    for w in weights {
         let product = pool * w;
         shares.push(product.div_euclid(total));
-        remainders.push((product.rem_euclid(total), i));
+        remainders.push(product.rem_euclid(total));
     }
-    let left = pool - shares.iter().sum::<i128>();
-    remainders
-        .sort_by(|(ra, ia), (rb, ib)| rb.cmp(ra).then_with(|| weights[*ia].1.cmp(weights[*ib].1)));
-    for (_, i) in remainders.into_iter().take(left.max(0) as usize) {
-        shares[i] += 1;
+    let left = (pool - shares.iter().sum::<i128>()).max(0) as usize;
+    if left > 0 {
+        let order = |a: &usize, b: &usize| -> Ordering {
+            remainders[*b]
+                .cmp(&remainders[*a])
+                .then_with(|| id(*a).cmp(id(*b)))
+                .then_with(|| a.cmp(b))
+        };
+        let mut ranked: Vec<usize> = (0..weights.len()).collect();
+        if left < ranked.len() {
+            ranked.select_nth_unstable_by(left - 1, order);
+        }
+        for &i in ranked.iter().take(left) {
+            shares[i] += 1;
+        }
     }
     shares
 }
 
-struct Line {
-    batch: usize,
-    row: usize,
-    cost: [i128; 4],
+/// [`largest_remainder_by`] over `(weight, id)` pairs.
+pub fn largest_remainder(pool: i128, weights: &[(i128, &str)]) -> Vec<i128> {
+    let w: Vec<i128> = weights.iter().map(|(w, _)| *w).collect();
+    largest_remainder_by(pool, &w, |i| weights[i].1)
 }
 
 #[derive(Default)]
 struct Account {
-    receivers: Vec<(Line, String)>,
-    donors: Vec<Line>,
+    receivers: Vec<u32>,
+    donors: Vec<u32>,
 }
 
-fn strings<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-) -> Result<&'a datafusion::arrow::array::StringArray, ArrowError> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or_else(|| ArrowError::SchemaError(format!("normalized batch lacks {name}")))
+fn add_alloc(
+    rows: &mut GroupedRows,
+    row: u32,
+    metric: CostMetric,
+    amount: i128,
+) -> Result<(), ArrowError> {
+    let slot = rows.sums[row as usize].allocated.get_mut(metric);
+    *slot = i64::try_from(i128::from(*slot) + amount).map_err(|_| {
+        ArrowError::ComputeError(
+            "an allocated amount is beyond the range the layers hold exactly".into(),
+        )
+    })?;
+    Ok(())
 }
 
-fn decimals<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Decimal128Array, ArrowError> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_primitive_opt::<Decimal128Type>())
-        .ok_or_else(|| ArrowError::SchemaError(format!("normalized batch lacks {name}")))
+/// Receivers' line item ids, in segments (one per file) so that merging files never
+/// copies them.
+#[derive(Debug, Clone, Default)]
+pub struct ReceiverIds {
+    segments: Vec<StringArray>,
+    starts: Vec<usize>,
+    len: usize,
 }
 
-/// Fills the `alloc_*` columns of one period's normalized batches and reports where the
-/// spend without a caller went.
-pub fn apply(batches: &mut [RecordBatch]) -> Result<Vec<AllocationSummary>, ArrowError> {
-    // (payer, currency) -> account -> receivers and donors
-    let mut scopes: BTreeMap<(String, String), BTreeMap<String, Account>> = BTreeMap::new();
-    for (b, batch) in batches.iter().enumerate() {
-        let payer = strings(batch, col::PAYER)?;
-        let currency = strings(batch, col::CURRENCY)?;
-        let account = strings(batch, col::ACCOUNT)?;
-        let kind = strings(batch, col::LINE_ITEM_TYPE)?;
-        let principal = strings(batch, col::PRINCIPAL_ARN)?;
-        let id = strings(batch, col::LINE_ITEM_ID)?;
-        let costs = col::COSTS
+impl ReceiverIds {
+    /// Appends the ids of the next receivers.
+    pub fn push(&mut self, ids: StringArray) {
+        self.starts.push(self.len);
+        self.len += ids.len();
+        self.segments.push(ids);
+    }
+
+    /// The segments, in order.
+    pub fn segments(&self) -> &[StringArray] {
+        &self.segments
+    }
+
+    /// Number of ids.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The id of receiver `i` (empty past the end).
+    pub fn value(&self, i: usize) -> &str {
+        let s = self.starts.partition_point(|start| *start <= i);
+        match s
+            .checked_sub(1)
+            .and_then(|s| Some((self.segments.get(s)?, self.starts[s])))
+        {
+            Some((segment, start)) if i - start < segment.len() => segment.value(i - start),
+            _ => "",
+        }
+    }
+}
+
+/// The line items of one period that take part in allocation.
+#[derive(Debug, Clone, Copy)]
+pub struct Participants<'a> {
+    /// Attributed `Usage` line items.
+    pub receivers: &'a [Receiver],
+    /// The receivers' line item ids, aligned with `receivers` (ties go to the smaller).
+    pub ids: &'a ReceiverIds,
+    /// Line items without a caller.
+    pub donors: &'a [Donor],
+}
+
+impl Participants<'_> {
+    fn weight(&self, receivers: &[u32], metric: CostMetric) -> i128 {
+        receivers
             .iter()
-            .map(|c| decimals(batch, c))
-            .collect::<Result<Vec<_>, _>>()?;
-        for row in 0..batch.num_rows() {
-            let line = Line {
-                batch: b,
-                row,
-                cost: std::array::from_fn(|m| costs[m].value(row)),
-            };
-            let entry = scopes
-                .entry((payer.value(row).to_owned(), currency.value(row).to_owned()))
-                .or_default()
-                .entry(account.value(row).to_owned())
-                .or_default();
-            if principal.is_null(row) {
-                entry.donors.push(line);
-            } else if kind.value(row) == "Usage" {
-                entry.receivers.push((line, id.value(row).to_owned()));
-            }
+            .map(|&r| i128::from(self.receivers[r as usize].cost.get(metric)))
+            .sum()
+    }
+
+    fn pool(&self, donors: &[u32], metric: CostMetric) -> i128 {
+        donors
+            .iter()
+            .map(|&d| i128::from(self.donors[d as usize].cost.get(metric)))
+            .sum()
+    }
+
+    /// Shares `pool` over `receivers` into their rows, and takes the donors' cost out
+    /// of theirs.
+    fn share(
+        &self,
+        rows: &mut GroupedRows,
+        metric: CostMetric,
+        pool: i128,
+        receivers: &[u32],
+        donors: &[u32],
+    ) -> Result<(), ArrowError> {
+        let weights: Vec<i128> = receivers
+            .iter()
+            .map(|&r| i128::from(self.receivers[r as usize].cost.get(metric)))
+            .collect();
+        let shares =
+            largest_remainder_by(pool, &weights, |i| self.ids.value(receivers[i] as usize));
+        for (&r, s) in receivers.iter().zip(shares) {
+            add_alloc(rows, self.receivers[r as usize].row, metric, s)?;
+        }
+        for &d in donors {
+            let donor = &self.donors[d as usize];
+            add_alloc(rows, donor.row, metric, -i128::from(donor.cost.get(metric)))?;
+        }
+        Ok(())
+    }
+}
+
+/// Shares every pool of one period into the `allocated` sums of `rows` (the fine rows
+/// the participants were summed into) and reports where the spend without a caller
+/// went; `dicts` names the ids of the rows' keys.
+pub fn apply(
+    rows: &mut GroupedRows,
+    participants: Participants<'_>,
+    dicts: &Dictionaries,
+) -> Result<Vec<AllocationSummary>, ArrowError> {
+    // (payer, currency) -> account -> receivers and donors, ordered by name.
+    let mut scopes: BTreeMap<(&str, &str), BTreeMap<&str, Account>> = BTreeMap::new();
+    let scope = |row: u32| {
+        let key = rows.keys[row as usize];
+        let payer = dicts.accounts.value(key.payer);
+        let currency = dicts.currencies.value(key.currency);
+        let account = dicts.accounts.value(key.account);
+        (payer, currency, account)
+    };
+    let mut placed = Vec::with_capacity(participants.receivers.len() + participants.donors.len());
+    for (i, r) in participants.receivers.iter().enumerate() {
+        placed.push((scope(r.row), true, i as u32));
+    }
+    for (i, d) in participants.donors.iter().enumerate() {
+        placed.push((scope(d.row), false, i as u32));
+    }
+    for ((payer, currency, account), is_receiver, i) in placed {
+        let entry = scopes
+            .entry((payer, currency))
+            .or_default()
+            .entry(account)
+            .or_default();
+        if is_receiver {
+            entry.receivers.push(i);
+        } else {
+            entry.donors.push(i);
         }
     }
 
-    let mut allocated: Vec<[Vec<i128>; 4]> = batches
-        .iter()
-        .map(|b| std::array::from_fn(|_| vec![0; b.num_rows()]))
-        .collect();
     let mut summaries = Vec::new();
     for ((_, currency), accounts) in &scopes {
-        for (m, metric) in METRICS.into_iter().enumerate() {
+        for metric in METRICS {
             let mut summary = AllocationSummary {
-                currency: currency.clone(),
+                currency: (*currency).to_owned(),
                 metric,
                 within_account: 0,
                 across_payer: 0,
                 unattributed: 0,
             };
-            let mut share = |pool: i128, receivers: &[&(Line, String)], donors: &[&Line]| {
-                let weights: Vec<(i128, &str)> = receivers
-                    .iter()
-                    .map(|(l, id)| (l.cost[m], id.as_str()))
-                    .collect();
-                for ((line, _), s) in receivers.iter().zip(largest_remainder(pool, &weights)) {
-                    allocated[line.batch][m][line.row] += s;
-                }
-                for line in donors {
-                    allocated[line.batch][m][line.row] -= line.cost[m];
-                }
-            };
-            let mut payer_donors = Vec::new();
+            let mut payer_donors: Vec<u32> = Vec::new();
             for account in accounts.values() {
-                let weight: i128 = account.receivers.iter().map(|(l, _)| l.cost[m]).sum();
-                let pool: i128 = account.donors.iter().map(|l| l.cost[m]).sum();
-                if weight > 0 {
-                    let receivers: Vec<_> = account.receivers.iter().collect();
-                    share(pool, &receivers, &account.donors.iter().collect::<Vec<_>>());
+                let pool = participants.pool(&account.donors, metric);
+                if participants.weight(&account.receivers, metric) > 0 {
+                    participants.share(rows, metric, pool, &account.receivers, &account.donors)?;
                     summary.within_account += pool;
                 } else {
-                    payer_donors.extend(account.donors.iter());
+                    payer_donors.extend(&account.donors);
                 }
             }
-            let pool: i128 = payer_donors.iter().map(|l| l.cost[m]).sum();
-            let receivers: Vec<_> = accounts.values().flat_map(|a| a.receivers.iter()).collect();
-            if receivers.iter().map(|(l, _)| l.cost[m]).sum::<i128>() > 0 {
-                share(pool, &receivers, &payer_donors);
+            let pool = participants.pool(&payer_donors, metric);
+            let all: Vec<u32> = accounts
+                .values()
+                .flat_map(|a| a.receivers.iter().copied())
+                .collect();
+            if participants.weight(&all, metric) > 0 {
+                participants.share(rows, metric, pool, &all, &payer_donors)?;
                 summary.across_payer += pool;
             } else {
                 summary.unattributed += pool;
             }
             summaries.push(summary);
         }
-    }
-
-    for (batch, columns) in batches.iter_mut().zip(allocated) {
-        let mut arrays: Vec<ArrayRef> = batch.columns().to_vec();
-        let first = arrays.len() - col::ALLOCS.len();
-        for (slot, values) in arrays[first..].iter_mut().zip(columns) {
-            *slot =
-                Arc::new(Decimal128Array::from(values).with_precision_and_scale(38, SCALE as i8)?);
-        }
-        *batch = RecordBatch::try_new(batch.schema(), arrays)?;
     }
     Ok(summaries)
 }
@@ -219,5 +323,39 @@ mod tests {
         assert_eq!(shares, vec![-2, -2, -3]);
         // 1 unit over weights 2:1 goes to the larger remainder.
         assert_eq!(largest_remainder(1, &[(1, "a"), (2, "b")]), vec![0, 1]);
+        // Equal ids: the earlier position wins, as a stable sort would give.
+        assert_eq!(largest_remainder(1, &[(1, "a"), (1, "a")]), vec![1, 0]);
+    }
+
+    #[test]
+    fn selection_matches_a_full_sort() {
+        // Many receivers, many ties: the selected set equals the first `left` of a
+        // stable sort by (remainder desc, id asc).
+        let ids: Vec<String> = (0..500)
+            .map(|i| format!("id-{:03}", (i * 7919) % 500))
+            .collect();
+        let weights: Vec<(i128, &str)> = (0..500)
+            .map(|i| (i128::from((i % 13) as u8) + 1, ids[i].as_str()))
+            .collect();
+        let pool = 1_000_003;
+        let shares = largest_remainder(pool, &weights);
+        assert_eq!(shares.iter().sum::<i128>(), pool);
+        let total: i128 = weights.iter().map(|(w, _)| w).sum();
+        let mut order: Vec<usize> = (0..500).collect();
+        order.sort_by(|&a, &b| {
+            ((pool * weights[b].0).rem_euclid(total))
+                .cmp(&(pool * weights[a].0).rem_euclid(total))
+                .then_with(|| weights[a].1.cmp(weights[b].1))
+        });
+        let floors: Vec<i128> = weights
+            .iter()
+            .map(|(w, _)| (pool * w).div_euclid(total))
+            .collect();
+        let left = (pool - floors.iter().sum::<i128>()) as usize;
+        let mut expected = floors;
+        for &i in order.iter().take(left) {
+            expected[i] += 1;
+        }
+        assert_eq!(shares, expected);
     }
 }

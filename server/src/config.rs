@@ -58,9 +58,37 @@ pub struct DataConfig {
     #[arg(long, env = "BEDROCK_ATTRIBUTION_REFRESH_INTERVAL", default_value = "15m", value_parser = parse_duration)]
     pub refresh_interval: Duration,
 
+    /// Folder where each billing period's layers are persisted once built, so that a
+    /// restart on unchanged data loads them instead of reading the export again.
+    /// Defaults to bedrock-attribution/layers under $XDG_CACHE_HOME or ~/.cache.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Do not persist layers: every start reads the export.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_NO_CACHE")]
+    pub no_cache: bool,
+
     /// How object stores are reached.
     #[command(flatten)]
     pub store: StoreConfig,
+}
+
+impl DataConfig {
+    /// The layer cache folder in effect: `--cache-dir`, else the user's cache
+    /// directory; `None` with `--no-cache` or when no cache directory is known.
+    pub fn layer_cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        if let Some(dir) = &self.cache_dir {
+            return Some(dir.clone());
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(base.join("bedrock-attribution").join("layers"))
+    }
 }
 
 /// Object store clients: timeouts, retries and request concurrency, per bucket.
@@ -184,6 +212,41 @@ pub struct ServerConfig {
     /// Requests served at once per connection.
     #[arg(long, env = "BEDROCK_ATTRIBUTION_CONCURRENCY", default_value_t = 64)]
     pub concurrency_per_connection: usize,
+
+    /// Large queries executed at once (default: one per core); more wait in line.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_MAX_CONCURRENT_QUERIES")]
+    pub max_concurrent_queries: Option<usize>,
+
+    /// Large queries that may wait for their turn; beyond it requests are refused with
+    /// RESOURCE_EXHAUSTED and a retry hint (grpc-retry-pushback-ms).
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_MAX_QUEUED_QUERIES",
+        default_value_t = 256
+    )]
+    pub max_queued_queries: usize,
+
+    /// Layer rows up to which a query is small and never waits in line (one caller's
+    /// series, a single day).
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_SMALL_QUERY_ROWS",
+        default_value_t = 50_000
+    )]
+    pub small_query_rows: usize,
+}
+
+impl ServerConfig {
+    /// The admission limits these flags set.
+    pub fn limits(&self) -> crate::service::admission::Limits {
+        crate::service::admission::Limits {
+            concurrent: self
+                .max_concurrent_queries
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            queued: self.max_queued_queries,
+            small_rows: self.small_query_rows,
+        }
+    }
 }
 
 /// Parses `90s`, `15m`, `2h`, `500ms` or a plain number of seconds.

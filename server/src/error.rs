@@ -46,6 +46,19 @@ pub enum Error {
         /// Why it failed.
         reason: String,
     },
+    /// Too many large queries are running and waiting.
+    #[error(
+        "the server is busy: {running} queries are running and {queued} waiting; retry in {} ms",
+        retry_after.as_millis()
+    )]
+    Overloaded {
+        /// Queries running.
+        running: usize,
+        /// Queries waiting.
+        queued: usize,
+        /// A wait worth suggesting before retrying.
+        retry_after: std::time::Duration,
+    },
     /// No snapshot has been built yet.
     #[error("the billing data is still loading; retry in a few seconds")]
     NotReady,
@@ -71,6 +84,7 @@ impl From<Error> for Status {
             Error::StalePageToken { .. } => Code::FailedPrecondition,
             Error::DataUnavailable { .. } => Code::FailedPrecondition,
             Error::TooLarge { .. } => Code::ResourceExhausted,
+            Error::Overloaded { .. } => Code::ResourceExhausted,
             Error::NotReady => Code::Unavailable,
             Error::Deadline => Code::DeadlineExceeded,
             Error::Query(_) | Error::Arrow(_) => Code::Internal,
@@ -86,7 +100,14 @@ impl From<Error> for Status {
             }
             _ => {
                 tracing::debug!(error = %error, code = ?code, "request rejected");
-                Status::new(code, error.to_string())
+                let mut status = Status::new(code, error.to_string());
+                if let Error::Overloaded { retry_after, .. } = &error {
+                    // gRPC's retry pushback: clients with a retry policy wait this long.
+                    if let Ok(v) = retry_after.as_millis().to_string().parse() {
+                        status.metadata_mut().insert("grpc-retry-pushback-ms", v);
+                    }
+                }
+                status
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Immutable, versioned views of all data: a request holds one `Arc<Snapshot>` from
 //! start to end, and a refresh swaps in the next one without disturbing it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::arrow::array::RecordBatch;
@@ -9,7 +9,7 @@ use datafusion::arrow::array::RecordBatch;
 use crate::{
     catalog::listing::{FileListOrigin, Fingerprint},
     error::Error,
-    normalize::TagSets,
+    layers::{PeriodLayers, dict::Dictionaries},
 };
 
 /// One billing period of one export, normalized.
@@ -35,8 +35,10 @@ pub struct PeriodData {
     pub line_items: usize,
     /// Notable CUR columns that no file of the period has.
     pub missing_columns: Vec<String>,
-    /// Normalized line items.
-    pub batches: Vec<RecordBatch>,
+    /// The period's layers, with ids in the snapshot's dictionaries.
+    pub layers: PeriodLayers,
+    /// Whether the layers came from the cache directory rather than the export.
+    pub from_cache: bool,
     /// Earliest and latest usage start (µs since the epoch), for pruning by time range.
     pub usage_span: Option<(i64, i64)>,
     /// The manifest and files as they were when read; a refresh that finds the same
@@ -86,6 +88,9 @@ pub enum Impact {
     /// Nothing is served from the object concerned, and nothing is missing (e.g. an
     /// export without periods).
     None,
+    /// The object is odd but was read correctly anyway (e.g. a manifest naming a file
+    /// twice, read once).
+    Corrected,
 }
 
 impl Impact {
@@ -95,6 +100,7 @@ impl Impact {
             Self::ServingLastGood => "serving_last_good",
             Self::Unavailable => "unavailable",
             Self::None => "none",
+            Self::Corrected => "corrected",
         }
     }
 }
@@ -147,7 +153,10 @@ pub struct RefreshStats {
 /// Everything the service answers from, frozen.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// Increases by one with every refresh; page tokens and caches are keyed by it.
+    /// Identity of the data: a digest of the served periods' fingerprints, the periods
+    /// that cannot be served and the Bedrock rule. A refresh that changes nothing keeps
+    /// it, and another process on the same data has the same one, so page tokens and
+    /// cached answers keyed by it stay valid exactly as long as the data does.
     pub version: u64,
     /// When this snapshot was built.
     pub built_at: DateTime<Utc>,
@@ -164,10 +173,12 @@ pub struct Snapshot {
     pub listed_sources: Vec<String>,
     /// What the refresh did.
     pub stats: RefreshStats,
-    /// Tag maps referred to by the line items' `tag_set` ids.
-    pub tag_sets: TagSets,
+    /// Every dictionary the periods' layers refer to (append-only across snapshots).
+    pub dicts: Arc<Dictionaries>,
     /// Problems met by the refresh that built it.
     pub problems: Vec<Problem>,
+    /// The caller dimension table, built on first use (see [`Snapshot::principal_table`]).
+    pub principal_table: OnceLock<RecordBatch>,
 }
 
 impl Snapshot {
@@ -197,14 +208,43 @@ impl Snapshot {
         Ok(())
     }
 
-    /// The batches of the periods that may hold line items starting in `[start, end)`.
-    pub fn batches_in(&self, start: i64, end: i64) -> Vec<RecordBatch> {
+    /// The periods that may hold line items starting in `[start, end)`.
+    pub fn periods_in(&self, start: i64, end: i64) -> impl Iterator<Item = &PeriodData> {
         self.periods
             .iter()
-            .filter(|p| p.overlaps(start, end))
-            .flat_map(|p| p.batches.iter().cloned())
-            .collect()
+            .filter(move |p| p.overlaps(start, end))
+            .map(|p| p.as_ref())
     }
+
+    /// Bytes of the layers held by every period.
+    pub fn layer_bytes(&self) -> usize {
+        self.periods.iter().map(|p| p.layers.bytes()).sum()
+    }
+}
+
+/// The identity of the data a snapshot serves (see [`Snapshot::version`]).
+pub fn data_version<'a>(
+    rule: &str,
+    periods: impl Iterator<Item = (&'a str, &'a str, &'a Fingerprint)>,
+    unavailable: &[Unavailable],
+) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    // Bump when the layers' meaning changes, so that tokens of older builds are refused.
+    h.update(b"bedrock-attribution data v2\n");
+    h.update(rule.as_bytes());
+    for (source, period, fingerprint) in periods {
+        h.update(format!("\nperiod {source} {period} ").as_bytes());
+        h.update(fingerprint.digest());
+    }
+    for u in unavailable {
+        h.update(format!("\nunavailable {} {:?}", u.source, u.period).as_bytes());
+    }
+    let digest: [u8; 32] = h.finalize().into();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    // Never 0, which callers may read as "unset".
+    u64::from_be_bytes(first).max(1)
 }
 
 /// `[first instant, first instant of the next month)` of a `YYYY-MM` period, in µs.
@@ -253,8 +293,9 @@ mod tests {
             }],
             listed_sources: vec!["s3://b/e".into()],
             stats: RefreshStats::default(),
-            tag_sets: TagSets::new(),
+            dicts: Arc::default(),
             problems: Vec::new(),
+            principal_table: OnceLock::new(),
         };
         let (may_start, may_end) = period_span("2026-05").unwrap_or_default();
         let (apr_start, _) = period_span("2026-04").unwrap_or_default();

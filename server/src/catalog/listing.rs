@@ -40,6 +40,8 @@ pub struct PeriodFiles {
     pub files: Vec<ObjectMeta>,
     /// The objects the list depends on, as they were when listed.
     pub fingerprint: Fingerprint,
+    /// Oddities of the list that were corrected (e.g. a file named twice), for people.
+    pub corrections: Vec<String>,
 }
 
 /// Every object a period's file list depends on (its manifest, if any, and its data
@@ -69,6 +71,24 @@ impl Fingerprint {
                 })
                 .collect(),
         )
+    }
+}
+
+impl Fingerprint {
+    /// The objects, one `location|etag|size|mtime` line each.
+    pub fn lines(&self) -> &[String] {
+        &self.0
+    }
+
+    /// A SHA-256 digest of the objects: equal digests mean the same content.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for line in &self.0 {
+            h.update(line.as_bytes());
+            h.update(b"\n");
+        }
+        h.finalize().into()
     }
 }
 
@@ -195,8 +215,9 @@ async fn list_period(
                 format!("the manifest is not valid JSON: {e}"),
             )
         })?;
-        let mut files = Vec::new();
+        let mut files: Vec<ObjectMeta> = Vec::new();
         let mut execution = None;
+        let mut corrections = Vec::new();
         for uri in manifest::data_files(&json) {
             let relative = manifest::relative_to_root(&uri).ok_or_else(|| {
                 problem(
@@ -212,7 +233,20 @@ async fn list_period(
                 )
             })?;
             execution = execution_of(folder, &location).or(execution);
+            if files.iter().any(|f| f.location == meta.location) {
+                // Read literally, the file would count twice; it is one file.
+                corrections.push(format!(
+                    "the manifest names {uri} more than once; it is read once"
+                ));
+                continue;
+            }
             files.push(meta.clone());
+        }
+        if files.is_empty() {
+            return Err(problem(
+                manifest_url,
+                "the manifest names no data files: AWS writes it after the data, so this is an export being rewritten or a broken one; serving $0 as current would be wrong".to_owned(),
+            ));
         }
         let files = with_etags(source, files, period).await?;
         let manifest_meta = with_etags(source, vec![manifest_meta], period)
@@ -224,6 +258,7 @@ async fn list_period(
             execution,
             fingerprint: Fingerprint::of(Some(&manifest_meta), files.iter()),
             files,
+            corrections,
         });
     }
 
@@ -245,6 +280,7 @@ async fn list_period(
         execution: newest,
         fingerprint: Fingerprint::of(None, files.iter()),
         files,
+        corrections: Vec::new(),
     })
 }
 

@@ -14,41 +14,40 @@ pub mod source;
 pub mod stores;
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{Arc, OnceLock},
     time::Instant,
 };
 
 use chrono::{DateTime, Utc};
-use datafusion::{
-    arrow::{
-        array::AsArray,
-        compute::{max, min},
-        datatypes::TimestampMicrosecondType,
-    },
-    prelude::SessionContext,
-};
-use futures::{StreamExt, TryStreamExt};
+use datafusion::prelude::SessionContext;
 use tokio::sync::watch;
 
 use crate::{
     error::Error,
-    normalize::{self, NOTABLE_COLUMNS, TagSets, col},
+    layers::{dict::Dictionaries, persist::LayerCache},
+    load::{self, LoadError, LoadedPeriod},
     rules::bedrock::BedrockRule,
     snapshot::{
         Impact, PeriodCheck, PeriodData, PeriodState, Problem, RefreshStats, Snapshot, Unavailable,
+        data_version,
     },
 };
 use listing::PeriodFiles;
 use source::Source;
 
-/// Files read at once during a refresh.
-const READ_CONCURRENCY: usize = 4;
+/// Files read at once during a refresh: one per core, as normalizing is CPU-bound and
+/// each file in flight holds its decoded batches.
+fn read_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
 
 /// Sources, the shared DataFusion session, and the current snapshot.
 pub struct Catalog {
     sources: Vec<Source>,
     ctx: SessionContext,
     rule: BedrockRule,
+    /// Where built periods are persisted, if anywhere.
+    cache: Option<LayerCache>,
     /// The snapshot being served; a watch so that health can follow every swap.
     current: watch::Sender<Option<Arc<Snapshot>>>,
     refresh_lock: tokio::sync::Mutex<()>,
@@ -190,16 +189,19 @@ impl<'a> Build<'a> {
 }
 
 impl Catalog {
-    /// A catalog over `sources`, registering each store with the session's runtime.
-    pub fn new(sources: Vec<Source>, ctx: SessionContext, rule: BedrockRule) -> Self {
-        for source in &sources {
-            ctx.runtime_env()
-                .register_object_store(&source.store_url(), source.store().clone());
-        }
+    /// A catalog over `sources`, read through `ctx` (whose runtime knows their stores),
+    /// persisting built periods in `cache` when given.
+    pub fn new(
+        sources: Vec<Source>,
+        ctx: SessionContext,
+        rule: BedrockRule,
+        cache: Option<LayerCache>,
+    ) -> Self {
         Self {
             sources,
             ctx,
             rule,
+            cache,
             current: watch::Sender::new(None),
             refresh_lock: tokio::sync::Mutex::new(()),
         }
@@ -231,9 +233,11 @@ impl Catalog {
         let _guard = self.refresh_lock.lock().await;
         let started = Instant::now();
         let previous = self.snapshot();
-        let mut tag_sets = previous
+        // Dictionaries only grow, so the ids of periods reused from the previous
+        // snapshot stay valid.
+        let mut dicts = previous
             .as_ref()
-            .map_or_else(TagSets::new, |p| p.tag_sets.clone());
+            .map_or_else(Dictionaries::default, |p| (*p.dicts).clone());
         let mut build = Build {
             previous: previous.as_deref(),
             now: Utc::now(),
@@ -244,7 +248,7 @@ impl Catalog {
             stats: RefreshStats::default(),
         };
         for source in &self.sources {
-            self.refresh_source(source, &mut tag_sets, &mut build).await;
+            self.refresh_source(source, &mut dicts, &mut build).await;
         }
         let Build {
             mut periods,
@@ -257,11 +261,19 @@ impl Catalog {
         periods.sort_by(|(a, _), (b, _)| {
             (a.source.as_str(), a.period.as_str()).cmp(&(b.source.as_str(), b.period.as_str()))
         });
-        let (periods, checks) = periods.into_iter().unzip();
+        let (periods, checks): (Vec<Arc<PeriodData>>, Vec<PeriodCheck>) =
+            periods.into_iter().unzip();
         unavailable.sort_by(|a, b| (&a.source, &a.period).cmp(&(&b.source, &b.period)));
         stats.duration_ms = started.elapsed().as_millis() as u64;
+        let version = data_version(
+            &self.rule.product_codes().join(","),
+            periods
+                .iter()
+                .map(|p| (p.source.as_str(), p.period.as_str(), &p.fingerprint)),
+            &unavailable,
+        );
         let snapshot = Arc::new(Snapshot {
-            version: previous.as_ref().map_or(1, |p| p.version + 1),
+            version,
             built_at: Utc::now(),
             sources: self.sources.iter().map(|s| s.url().to_owned()).collect(),
             periods,
@@ -269,8 +281,9 @@ impl Catalog {
             unavailable,
             listed_sources: listed,
             stats,
-            tag_sets,
+            dicts: Arc::new(dicts),
             problems,
+            principal_table: OnceLock::new(),
         });
         tracing::info!(
             version = snapshot.version,
@@ -279,6 +292,7 @@ impl Catalog {
             reused = snapshot.stats.reused,
             failed = snapshot.stats.failed,
             line_items = snapshot.line_items(),
+            layer_mib = snapshot.layer_bytes() / (1 << 20),
             problems = snapshot.problems.len(),
             elapsed_ms = snapshot.stats.duration_ms,
             "snapshot built"
@@ -294,7 +308,12 @@ impl Catalog {
     /// Lists one source and brings each of its periods into `build`: reused when its
     /// fingerprint is unchanged, read when new or changed, kept at its last good
     /// version (or recorded as unavailable) when it fails.
-    async fn refresh_source(&self, source: &Source, tag_sets: &mut TagSets, build: &mut Build<'_>) {
+    async fn refresh_source(
+        &self,
+        source: &Source,
+        dicts: &mut Dictionaries,
+        build: &mut Build<'_>,
+    ) {
         let url = source.url();
         let (listed, listing_problems) = match listing::list_export(source).await {
             Ok(found) => found,
@@ -317,8 +336,19 @@ impl Catalog {
             let period = p.period.unwrap_or_default();
             build.fail_period(url, &period, p.file, p.message);
         }
-        let interner = Mutex::new(std::mem::take(tag_sets));
         for files in listed {
+            for correction in &files.corrections {
+                let manifest = source.object_url(
+                    &source.child(&format!("metadata/BILLING_PERIOD={}", files.period)),
+                );
+                build.problem(
+                    url,
+                    Some(&files.period),
+                    manifest,
+                    correction.clone(),
+                    Impact::Corrected,
+                );
+            }
             if let Some((data, _)) = build
                 .previous_period(url, &files.period)
                 .filter(|(data, _)| data.fingerprint == files.fingerprint)
@@ -333,7 +363,7 @@ impl Catalog {
                 ));
                 continue;
             }
-            match self.read_period(source, &files, &interner).await {
+            match self.read_period(source, &files, dicts).await {
                 Ok(data) => {
                     build.stats.reread += 1;
                     build.periods.push((
@@ -344,38 +374,52 @@ impl Catalog {
                         },
                     ));
                 }
-                Err((file, message)) => build.fail_period(url, &files.period, file, message),
+                Err(e) => build.fail_period(url, &files.period, e.file, e.message),
             }
         }
-        *tag_sets = interner
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
     }
 
-    /// Reads one period; any bad file fails the whole period, so that a period is
-    /// never served half-read.
+    /// Reads one period (from the cache directory when it holds this exact version),
+    /// and maps its ids onto the snapshot's dictionaries.
     async fn read_period(
         &self,
         source: &Source,
         files: &PeriodFiles,
-        tag_sets: &Mutex<TagSets>,
-    ) -> Result<PeriodData, (String, String)> {
-        let urls: Vec<String> = files
-            .files
-            .iter()
-            .map(|meta| source.object_url(&meta.location))
-            .collect();
-        let (ctx, rule, period) = (&self.ctx, &self.rule, files.period.as_str());
-        let reads: Vec<normalize::FileRead> =
-            futures::stream::iter(urls.into_iter().map(|url| async move {
-                normalize::read_file(ctx, &url, period, rule, tag_sets)
-                    .await
-                    .map_err(|e| (url, format!("cannot read the parquet file: {e}")))
-            }))
-            .buffered(READ_CONCURRENCY)
-            .try_collect()
-            .await?;
-        let mut data = PeriodData {
+        dicts: &mut Dictionaries,
+    ) -> Result<PeriodData, LoadError> {
+        let cached = match &self.cache {
+            Some(cache) => cache.load(source.url(), files).await,
+            None => None,
+        };
+        let from_cache = cached.is_some();
+        let loaded: LoadedPeriod = match cached {
+            Some(loaded) => loaded,
+            None => {
+                let urls: Vec<String> = files
+                    .files
+                    .iter()
+                    .map(|meta| source.object_url(&meta.location))
+                    .collect();
+                let loaded = load::load_period(
+                    &self.ctx,
+                    &urls,
+                    &self.rule,
+                    read_parallelism(),
+                    source.url(),
+                )
+                .await?;
+                if let Some(cache) = &self.cache {
+                    cache.store(source.url(), files, &loaded).await;
+                }
+                loaded
+            }
+        };
+        let remap = dicts.absorb(&loaded.dicts);
+        let layers = loaded.layers.remap(&remap).map_err(|e| LoadError {
+            file: source.url().to_owned(),
+            message: format!("cannot map the period's dictionaries: {e}"),
+        })?;
+        Ok(PeriodData {
             source: source.url().to_owned(),
             period: files.period.clone(),
             origin: files.origin,
@@ -383,48 +427,17 @@ impl Catalog {
             files: files.files.len(),
             bytes: files.files.iter().map(|m| m.size).sum(),
             last_modified: files.files.iter().map(|m| m.last_modified).max(),
-            rows_read: 0,
-            line_items: 0,
-            missing_columns: NOTABLE_COLUMNS
-                .iter()
-                .filter(|c| {
-                    !reads
-                        .iter()
-                        .any(|r| r.columns.iter().any(|have| have == *c))
-                })
-                .map(|c| c.to_string())
-                .collect(),
-            batches: Vec::new(),
-            usage_span: None,
+            rows_read: loaded.rows_read,
+            line_items: loaded.line_items,
+            missing_columns: loaded.missing_columns,
+            usage_span: layers.usage_span(),
+            layers,
+            from_cache,
             fingerprint: files.fingerprint.clone(),
             read_at: Utc::now(),
-            allocation: Vec::new(),
-        };
-        for read in reads {
-            data.rows_read += read.rows_read;
-            data.line_items += read.line_items;
-            data.batches.extend(read.batches);
-        }
-        data.usage_span = usage_span(&data.batches);
-        data.allocation = crate::allocate::apply(&mut data.batches).map_err(|e| {
-            (
-                source.url().to_owned(),
-                format!("cannot allocate the period's unattributed spend: {e}"),
-            )
-        })?;
-        Ok(data)
-    }
-}
-
-fn usage_span(batches: &[datafusion::arrow::array::RecordBatch]) -> Option<(i64, i64)> {
-    batches
-        .iter()
-        .filter_map(|b| b.column_by_name(col::USAGE_START))
-        .filter_map(|c| {
-            let times = c.as_primitive::<TimestampMicrosecondType>();
-            Some((min(times)?, max(times)?))
+            allocation: loaded.allocation,
         })
-        .reduce(|(lo, hi), (l, h)| (lo.min(l), hi.max(h)))
+    }
 }
 
 /// Formats a time for people.

@@ -1,6 +1,6 @@
 //! Running a plan and shaping its groups: exact sums, stable order, per-currency totals.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use datafusion::{
     arrow::{
@@ -13,10 +13,10 @@ use datafusion::{
 
 use super::{
     plan,
-    plan::out,
-    spec::{Dimension, QuerySpec},
+    plan::{UNITS_TYPE, out},
+    spec::QuerySpec,
 };
-use crate::{error::Error, normalize::TagSets, snapshot::Snapshot};
+use crate::{error::Error, layers::Tokens, snapshot::Snapshot};
 
 /// Groups an answer may hold before the server refuses it.
 pub const MAX_GROUPS: usize = 1_000_000;
@@ -34,8 +34,8 @@ pub struct GroupRow {
     pub cost: i128,
     /// The part of `cost` shared in or out by allocation (zero without it).
     pub allocated: i128,
-    /// Input, output, cache read and cache write tokens.
-    pub tokens: [i64; 4],
+    /// Tokens by kind.
+    pub tokens: Tokens,
     /// Line items in the group.
     pub line_items: i64,
 }
@@ -48,7 +48,7 @@ pub struct Answer {
     /// Sum of all rows per currency, ordered by currency.
     pub totals: Vec<(String, i128)>,
     /// Sum of all rows' tokens.
-    pub tokens: [i64; 4],
+    pub tokens: Tokens,
 }
 
 /// Plans and runs a spec on a snapshot.
@@ -57,7 +57,19 @@ pub async fn run(
     snapshot: &Snapshot,
     spec: &QuerySpec,
 ) -> Result<Answer, Error> {
-    let batches = plan::plan(ctx, snapshot, spec)?.collect().await?;
+    run_with(ctx, snapshot, spec, plan::LayerChoice::Coarsest).await
+}
+
+/// [`run`] over the layers `choice` allows.
+pub async fn run_with(
+    ctx: &SessionContext,
+    snapshot: &Snapshot,
+    spec: &QuerySpec,
+    choice: plan::LayerChoice,
+) -> Result<Answer, Error> {
+    let batches = plan::plan_with(ctx, snapshot, spec, choice)?
+        .collect()
+        .await?;
     let mut rows = Vec::new();
     for batch in &batches {
         read_rows(batch, spec.dimensions.len(), &mut rows)?;
@@ -69,7 +81,6 @@ pub async fn run(
             });
         }
     }
-    let mut rows = resolve_tags(rows, spec, &snapshot.tag_sets);
     rows.sort_by(|a, b| {
         b.cost
             .cmp(&a.cost)
@@ -78,63 +89,16 @@ pub async fn run(
             .then_with(|| a.keys.cmp(&b.keys))
     });
     let mut totals: BTreeMap<String, i128> = BTreeMap::new();
-    let mut tokens = [0i64; 4];
+    let mut tokens = Tokens::default();
     for row in &rows {
         *totals.entry(row.currency.clone()).or_default() += row.cost;
-        for (t, r) in tokens.iter_mut().zip(row.tokens) {
-            *t += r;
-        }
+        tokens.merge(&row.tokens);
     }
     Ok(Answer {
         rows,
         totals: totals.into_iter().collect(),
         tokens,
     })
-}
-
-/// Currency, time bucket and dimension keys: what makes a group.
-type GroupKey = (String, Option<i64>, Vec<Option<String>>);
-
-/// Replaces tag-set ids by the value of each tag dimension's key (NULL = untagged) and
-/// merges the groups that then share every key: distinct tag sets are few, so the key is
-/// looked up once per set instead of once per line item. Sums stay exact (i128).
-fn resolve_tags(rows: Vec<GroupRow>, spec: &QuerySpec, tag_sets: &TagSets) -> Vec<GroupRow> {
-    let tags: Vec<(usize, &str)> = spec
-        .dimensions
-        .iter()
-        .enumerate()
-        .filter_map(|(i, d)| match d {
-            Dimension::Tag(key) => Some((i, key.as_str())),
-            _ => None,
-        })
-        .collect();
-    if tags.is_empty() {
-        return rows;
-    }
-    let mut merged: HashMap<GroupKey, GroupRow> = HashMap::new();
-    for mut row in rows {
-        for (i, key) in &tags {
-            let id = row.keys[*i]
-                .as_deref()
-                .and_then(|id| id.parse::<u32>().ok());
-            row.keys[*i] = id.and_then(|id| tag_sets.value(id, key)).map(str::to_owned);
-        }
-        let group = (row.currency.clone(), row.bucket, row.keys.clone());
-        match merged.get_mut(&group) {
-            Some(m) => {
-                m.cost += row.cost;
-                m.allocated += row.allocated;
-                for (t, r) in m.tokens.iter_mut().zip(row.tokens) {
-                    *t += r;
-                }
-                m.line_items += row.line_items;
-            }
-            None => {
-                merged.insert(group, row);
-            }
-        }
-    }
-    merged.into_values().collect()
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, Error> {
@@ -168,10 +132,10 @@ fn read_rows(
     let keys = (0..dimensions)
         .map(|i| Ok(cast(column(batch, &out::dimension(i))?, &DataType::Utf8)?))
         .collect::<Result<Vec<_>, Error>>()?;
-    let cost = cast(column(batch, out::COST)?, &crate::normalize::MONEY_TYPE)?;
+    let cost = cast(column(batch, out::COST)?, &UNITS_TYPE)?;
     let cost = cost.as_primitive::<Decimal128Type>();
     let allocated = match batch.column_by_name(out::ALLOCATED) {
-        Some(a) => Some(cast(a, &crate::normalize::MONEY_TYPE)?),
+        Some(a) => Some(cast(a, &UNITS_TYPE)?),
         None => None,
     };
     let allocated = allocated
@@ -204,12 +168,12 @@ fn read_rows(
                 0
             },
             allocated: allocated.map_or(0, |a| if a.is_valid(row) { a.value(row) } else { 0 }),
-            tokens: [
+            tokens: Tokens::from_column_order([
                 int(&tokens[0]),
                 int(&tokens[1]),
                 int(&tokens[2]),
                 int(&tokens[3]),
-            ],
+            ]),
             line_items: int(line_items),
         });
     }

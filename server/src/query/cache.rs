@@ -48,12 +48,14 @@ impl AnswerCache {
         if rows > MAX_ROWS || e.map.contains_key(&(snapshot, fingerprint)) {
             return;
         }
-        // Entries of older snapshots can never be asked for again.
+        // Versions are digests of the data, not counters: entries of any other version
+        // belong to data no longer served (or, briefly, to a request that still holds
+        // the previous snapshot), so they make room first.
         let stale: Vec<_> = e
             .order
             .iter()
             .copied()
-            .filter(|(v, _)| *v < snapshot)
+            .filter(|(v, _)| *v != snapshot)
             .collect();
         for key in stale {
             e.remove(key);
@@ -90,7 +92,7 @@ mod tests {
             keys: vec![],
             cost: 1,
             allocated: 0,
-            tokens: [0; 4],
+            tokens: crate::layers::Tokens::default(),
             line_items: 1,
         };
         Arc::new(Answer {

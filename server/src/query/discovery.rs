@@ -8,15 +8,15 @@ use datafusion::{
         compute::cast,
         datatypes::{DataType, Decimal128Type, Int64Type, UInt32Type},
     },
-    functions_aggregate::expr_fn::{count, sum},
-    logical_expr::{col, lit},
+    functions_aggregate::expr_fn::sum,
+    logical_expr::{cast as cast_expr, col, lit},
     prelude::SessionContext,
 };
 
 use super::{Answer, plan, spec::QuerySpec};
 use crate::{
     error::Error,
-    normalize::{MONEY_TYPE, col as c},
+    layers::{Tokens, col as c, cost_column},
     snapshot::Snapshot,
 };
 
@@ -26,7 +26,7 @@ pub struct Summary {
     /// Cost per currency, ordered by currency.
     pub cost: BTreeMap<String, i128>,
     /// Token sums.
-    pub tokens: [i64; 4],
+    pub tokens: Tokens,
     /// Line items.
     pub line_items: i64,
 }
@@ -38,9 +38,7 @@ pub fn by_first_key(answer: &Answer) -> Vec<(Option<String>, Summary)> {
     for row in &answer.rows {
         let summary = keys.entry(row.keys.first().cloned().flatten()).or_default();
         *summary.cost.entry(row.currency.clone()).or_default() += row.cost;
-        for (t, r) in summary.tokens.iter_mut().zip(row.tokens) {
-            *t += r;
-        }
+        summary.tokens.merge(&row.tokens);
         summary.line_items += row.line_items;
     }
     keys.into_iter().collect()
@@ -65,15 +63,16 @@ pub async fn tag_keys(
     spec: &QuerySpec,
 ) -> Result<(BTreeMap<String, TagKeyReach>, i64), Error> {
     // Group by tag set first: each distinct tag map is then resolved once, not per row.
-    let batches = plan::scan(ctx, snapshot, spec)?
-        .filter(plan::predicate(spec, &snapshot.tag_sets))?
+    let batches = plan::rows(ctx, snapshot, spec, plan::LayerChoice::Coarsest)?
         .aggregate(
             vec![col(c::TAG_SET), col(c::CURRENCY)],
             vec![
-                sum(col(spec.metric.column())).alias("cost"),
-                count(lit(1u8)).alias("n"),
+                sum(cast_expr(col(cost_column(spec.metric)), plan::UNITS_TYPE)).alias("cost"),
+                sum(col(c::LINE_ITEMS)).alias("n"),
             ],
         )?
+        // Tag sets whose rows were all subtracted are not in the range.
+        .filter(col("n").not_eq(lit(0i64)))?
         .collect()
         .await?;
     let mut keys: BTreeMap<String, TagKeyReach> = BTreeMap::new();
@@ -81,24 +80,22 @@ pub async fn tag_keys(
     for batch in batches {
         let ids = cast(batch.column(0), &DataType::UInt32)?;
         let ids = ids.as_primitive::<UInt32Type>();
-        let currency = cast(batch.column(1), &DataType::Utf8)?;
-        let currency = currency.as_string::<i32>();
-        let cost = cast(batch.column(2), &MONEY_TYPE)?;
+        let currency = cast(batch.column(1), &DataType::UInt32)?;
+        let currency = currency.as_primitive::<UInt32Type>();
+        let cost = cast(batch.column(2), &plan::UNITS_TYPE)?;
         let cost = cost.as_primitive::<Decimal128Type>();
         let n = cast(batch.column(3), &DataType::Int64)?;
         let n = n.as_primitive::<Int64Type>();
         for row in 0..batch.num_rows() {
             total += n.value(row);
-            let Some(set) = snapshot.tag_sets.sets().get(ids.value(row) as usize) else {
+            let currency = snapshot.dicts.currencies.value(currency.value(row));
+            let Some(set) = snapshot.dicts.tag_sets.sets().get(ids.value(row) as usize) else {
                 continue;
             };
             for (key, value) in set.iter() {
                 let reach = keys.entry(key.clone()).or_default();
                 reach.line_items += n.value(row);
-                *reach
-                    .cost
-                    .entry(currency.value(row).to_owned())
-                    .or_default() += if cost.is_valid(row) {
+                *reach.cost.entry(currency.to_owned()).or_default() += if cost.is_valid(row) {
                     cost.value(row)
                 } else {
                     0

@@ -7,12 +7,14 @@
 
 pub mod answer;
 pub mod cache;
+pub mod cover;
 pub mod discovery;
 pub mod page;
 pub mod plan;
 pub mod spec;
 
-pub use answer::{Answer, GroupRow, run};
+pub use answer::{Answer, GroupRow, run, run_with};
+pub use plan::LayerChoice;
 pub use spec::{
     CostMetric, Dimension, Filter, Granularity, PrincipalGrouping, QuerySpec, TagFilter,
 };

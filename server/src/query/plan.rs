@@ -1,38 +1,54 @@
 //! Building DataFusion plans from [`QuerySpec`]s with the DataFrame and expression API.
 //!
+//! A plan reads the layer chunks that answer the range exactly with the fewest rows
+//! (months, days and hours, added or subtracted; see [`cover`]), filters and sums by
+//! dictionary ids, then joins each id with its
+//! dimension table (caller ARN, role or account; model; tag value; ...) and sums again
+//! by the resolved values. The whole answer is one plan, with nothing left to do in
+//! Rust but read the rows, so the same plans can later run on a distributed engine.
+//!
 //! Caller strings (ARNs, tag keys, model names) only ever become literal values or
-//! lookups in the snapshot's tag sets, never identifiers or SQL text. Planning is kept
-//! apart from execution so the same plans can later run on a distributed engine.
+//! lookups in the snapshot's dictionaries, never identifiers or SQL text.
 
 use std::sync::Arc;
 
 use datafusion::{
-    arrow::{array::RecordBatch, datatypes::DataType},
-    common::ScalarValue,
+    arrow::{
+        array::{ArrayRef, RecordBatch, StringArray, UInt32Array},
+        datatypes::{DataType, Field, Schema},
+    },
+    common::{JoinType, ScalarValue},
     dataframe::DataFrame,
     datasource::MemTable,
     functions::expr_fn::date_trunc,
-    functions_aggregate::expr_fn::{count, sum},
+    functions_aggregate::expr_fn::sum,
     logical_expr::{Expr, cast, col, lit},
     prelude::SessionContext,
 };
 
-use super::spec::{Dimension, Filter, QuerySpec};
+use super::{
+    cover,
+    spec::{Dimension, Filter, PrincipalGrouping, QuerySpec},
+};
 use crate::{
     error::Error,
-    normalize::{SCHEMA, TagSets, col as c},
+    layers::{
+        Chunk, SCHEMA, alloc_column, col as c, cost_column,
+        dict::{Dictionaries, Dictionary},
+    },
+    rules::arn::Principal,
     snapshot::Snapshot,
 };
 
 /// Output column names of a planned aggregate.
 pub mod out {
-    /// Currency, always the first group key.
+    /// Currency code, always the first group key.
     pub const CURRENCY: &str = "g_currency";
     /// Start of the time bucket (when a granularity is set).
     pub const BUCKET: &str = "g_bucket";
-    /// Sum of the cost metric (fully loaded with allocation).
+    /// Sum of the cost metric (fully loaded with allocation), in units of 1e-10.
     pub const COST: &str = "cost";
-    /// Sum of the allocated cost (with allocation only).
+    /// Sum of the allocated cost (with allocation only), in units of 1e-10.
     pub const ALLOCATED: &str = "allocated";
     /// Sums of the four token kinds.
     pub const TOKENS: [&str; 4] = ["input", "output", "cache_read", "cache_write"];
@@ -45,31 +61,175 @@ pub mod out {
     }
 }
 
-/// The line items of the snapshot's periods that overlap the range, as a DataFrame.
-pub fn scan(
+/// Type of summed amounts: integers of units of 1e-10, exact to 38 digits.
+pub const UNITS_TYPE: DataType = DataType::Decimal128(38, 0);
+
+/// Which layers a plan may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LayerChoice {
+    /// The coarsest that answer each part of the range exactly (what requests use).
+    #[default]
+    Coarsest,
+    /// Only the fine rows: a plain scan, against which tests hold the fast paths.
+    FineOnly,
+}
+
+/// The layer rows a spec needs, signed and filtered, as one DataFrame in [`SCHEMA`]:
+/// the chunks [`cover::select`] picks in every period overlapping the range (cut to the
+/// filtered callers when there are any), those it subtracts negated. Summing its rows
+/// by any key gives that key's exact answer, once groups netting to zero line items are
+/// dropped.
+pub fn rows(
     ctx: &SessionContext,
     snapshot: &Snapshot,
     spec: &QuerySpec,
+    choice: LayerChoice,
 ) -> Result<DataFrame, Error> {
+    let pieces = pieces(snapshot, spec, choice)?;
+    let ids = id_predicate(spec, &snapshot.dicts);
+    let partitions = ctx.copied_config().target_partitions().max(1);
+    let table = |batches: Vec<RecordBatch>| -> Result<DataFrame, Error> {
+        let table = MemTable::try_new(SCHEMA.clone(), spread(batches, partitions))?;
+        Ok(ctx.read_table(Arc::new(table))?)
+    };
+    let mut parts = Vec::new();
+    if !pieces.whole.is_empty() {
+        parts.push(table(pieces.whole)?.filter(ids.clone())?);
+    }
+    if !pieces.partial.is_empty() {
+        parts.push(table(pieces.partial)?.filter(time_predicate(spec).and(ids.clone()))?);
+    }
+    if !pieces.subtract.is_empty() {
+        let negated: Vec<Expr> = SCHEMA
+            .fields()
+            .iter()
+            .map(|f| {
+                let name = f.name().as_str();
+                if f.data_type() == &DataType::Int64 {
+                    (-col(name)).alias(name)
+                } else {
+                    col(name)
+                }
+            })
+            .collect();
+        parts.push(table(pieces.subtract)?.filter(ids)?.select(negated)?);
+    }
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        return table(Vec::new());
+    };
+    parts.try_fold(first, |all, part| Ok(all.union(part)?))
+}
+
+/// The batches a plan reads, by use.
+#[derive(Debug, Default)]
+struct Pieces {
+    whole: Vec<RecordBatch>,
+    partial: Vec<RecordBatch>,
+    subtract: Vec<RecordBatch>,
+}
+
+/// How many layer rows a plan reads, by use and grain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerUse {
+    /// Fine rows read (added or subtracted).
+    pub fine: usize,
+    /// Daily rows read.
+    pub daily: usize,
+    /// Monthly rows read.
+    pub monthly: usize,
+    /// Of all those, the rows subtracted.
+    pub subtracted: usize,
+}
+
+impl LayerUse {
+    /// Rows read in all.
+    pub fn rows(&self) -> usize {
+        self.fine + self.daily + self.monthly
+    }
+}
+
+/// Layer rows a spec's plan reads: what admission weighs a query by, and what tests
+/// and benchmarks report.
+pub fn layer_use(snapshot: &Snapshot, spec: &QuerySpec) -> Result<LayerUse, Error> {
+    let (start, end) = (spec.start.timestamp_micros(), spec.end.timestamp_micros());
+    snapshot.check_range(start, end)?;
+    let mut used = LayerUse::default();
+    for period in snapshot.periods_in(start, end) {
+        let s = cover::select(
+            &period.layers,
+            start,
+            end,
+            spec.granularity,
+            LayerChoice::Coarsest,
+        );
+        for (chunks, subtracted) in [(&s.whole, false), (&s.partial, false), (&s.subtract, true)] {
+            for c in chunks {
+                let n = c.batch.num_rows();
+                let grain = [
+                    (&period.layers.fine, &mut used.fine),
+                    (&period.layers.daily, &mut used.daily),
+                    (&period.layers.monthly, &mut used.monthly),
+                ];
+                for (layer, count) in grain {
+                    if layer.chunks.iter().any(|x| std::ptr::eq(x, *c)) {
+                        *count += n;
+                    }
+                }
+                if subtracted {
+                    used.subtracted += n;
+                }
+            }
+        }
+    }
+    Ok(used)
+}
+
+/// Layer rows a spec's plan reads (after cutting to filtered callers).
+pub fn rows_to_scan(snapshot: &Snapshot, spec: &QuerySpec) -> Result<usize, Error> {
+    let p = pieces(snapshot, spec, LayerChoice::Coarsest)?;
+    Ok([&p.whole, &p.partial, &p.subtract]
+        .iter()
+        .flat_map(|v| v.iter())
+        .map(RecordBatch::num_rows)
+        .sum())
+}
+
+fn pieces(snapshot: &Snapshot, spec: &QuerySpec, choice: LayerChoice) -> Result<Pieces, Error> {
     let start = spec.start.timestamp_micros();
     let end = spec.end.timestamp_micros();
     snapshot.check_range(start, end)?;
-    let batches = snapshot.batches_in(start, end);
-    let partitions = ctx.copied_config().target_partitions().max(1);
-    let per_partition = batches.len().div_ceil(partitions).max(1);
-    let split: Vec<Vec<RecordBatch>> = batches
-        .chunks(per_partition)
-        .map(<[RecordBatch]>::to_vec)
-        .collect();
-    let table = MemTable::try_new(
-        SCHEMA.clone(),
-        if split.is_empty() {
-            vec![vec![]]
-        } else {
-            split
-        },
-    )?;
-    Ok(ctx.read_table(Arc::new(table))?)
+    let arns: Option<Vec<&str>> = (!spec.filter.principals.is_empty())
+        .then(|| spec.filter.principals.iter().map(String::as_str).collect());
+    let cut = |chunks: &[&Chunk], out: &mut Vec<RecordBatch>| {
+        for chunk in chunks {
+            match &arns {
+                Some(arns) => out.extend(chunk.rows_of(arns, &snapshot.dicts.principals)),
+                None => out.push(chunk.batch.clone()),
+            }
+        }
+    };
+    let mut pieces = Pieces::default();
+    for period in snapshot.periods_in(start, end) {
+        let s = cover::select(&period.layers, start, end, spec.granularity, choice);
+        cut(&s.whole, &mut pieces.whole);
+        cut(&s.partial, &mut pieces.partial);
+        cut(&s.subtract, &mut pieces.subtract);
+    }
+    Ok(pieces)
+}
+
+/// Batches spread over `n` partitions of about equal rows.
+fn spread(mut pieces: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
+    pieces.sort_by_key(|b| std::cmp::Reverse(b.num_rows()));
+    let mut parts: Vec<(usize, Vec<RecordBatch>)> = (0..n).map(|_| (0, Vec::new())).collect();
+    for piece in pieces {
+        if let Some(part) = parts.iter_mut().min_by_key(|(rows, _)| *rows) {
+            part.0 += piece.num_rows();
+            part.1.push(piece);
+        }
+    }
+    parts.into_iter().map(|(_, p)| p).collect()
 }
 
 fn timestamp(micros: i64) -> Expr {
@@ -79,51 +239,56 @@ fn timestamp(micros: i64) -> Expr {
     ))
 }
 
-fn any_of(column: &str, values: &[String]) -> Expr {
-    col(column).in_list(values.iter().map(|v| lit(v.as_str())).collect(), false)
+/// `column IN (ids of values)`, false when no value is known.
+fn ids_in(column: &str, dictionary: &Dictionary, values: &[String]) -> Expr {
+    let ids: Vec<Expr> = values
+        .iter()
+        .filter_map(|v| dictionary.id(v))
+        .map(lit)
+        .collect();
+    if ids.is_empty() {
+        lit(false)
+    } else {
+        col(column).in_list(ids, false)
+    }
 }
 
-/// The predicate of a spec: time range and every filter.
-pub fn predicate(spec: &QuerySpec, tag_sets: &TagSets) -> Expr {
-    let mut conditions = vec![
-        col(c::USAGE_START).gt_eq(timestamp(spec.start.timestamp_micros())),
-        col(c::USAGE_START).lt(timestamp(spec.end.timestamp_micros())),
-    ];
+/// The exact time range of a spec.
+pub fn time_predicate(spec: &QuerySpec) -> Expr {
+    col(c::USAGE_START)
+        .gt_eq(timestamp(spec.start.timestamp_micros()))
+        .and(col(c::USAGE_START).lt(timestamp(spec.end.timestamp_micros())))
+}
+
+/// Every filter of a spec, on dictionary ids.
+pub fn id_predicate(spec: &QuerySpec, dicts: &Dictionaries) -> Expr {
+    let mut conditions = Vec::new();
     let f: &Filter = &spec.filter;
-    for (column, values) in [
-        (c::ACCOUNT, &f.account_ids),
-        (c::PAYER, &f.payer_account_ids),
-        (c::MODEL, &f.models),
-        (c::REGION, &f.regions),
-        (c::LINE_ITEM_TYPE, &f.line_item_types),
+    for (column, dictionary, values) in [
+        (c::ACCOUNT, &dicts.accounts, &f.account_ids),
+        (c::PAYER, &dicts.accounts, &f.payer_account_ids),
+        (c::MODEL, &dicts.models, &f.models),
+        (c::REGION, &dicts.regions, &f.regions),
+        (
+            c::LINE_ITEM_TYPE,
+            &dicts.line_item_types,
+            &f.line_item_types,
+        ),
+        // The empty string selects unattributed spend: it is id 0.
+        (c::PRINCIPAL, &dicts.principals, &f.principals),
     ] {
         if !values.is_empty() {
-            conditions.push(any_of(column, values));
+            conditions.push(ids_in(column, dictionary, values));
         }
-    }
-    if !f.principals.is_empty() {
-        let arns: Vec<String> = f
-            .principals
-            .iter()
-            .filter(|p| !p.is_empty())
-            .cloned()
-            .collect();
-        let mut either = Vec::new();
-        if !arns.is_empty() {
-            either.push(any_of(c::PRINCIPAL_ARN, &arns));
-        }
-        if f.principals.iter().any(String::is_empty) {
-            either.push(col(c::PRINCIPAL_ARN).is_null());
-        }
-        conditions.extend(either.into_iter().reduce(Expr::or));
     }
     if !f.usage_categories.is_empty() {
         let codes = f.usage_categories.iter().map(|u| lit(u.code())).collect();
         conditions.push(col(c::USAGE_CATEGORY).in_list(codes, false));
     }
     if !f.tags.is_empty() {
-        let ids: Vec<Expr> = (0..tag_sets.sets().len() as u32)
-            .filter(|&id| f.tags.iter().all(|t| t.accepts(tag_sets.value(id, &t.key))))
+        let sets = &dicts.tag_sets;
+        let ids: Vec<Expr> = (0..sets.sets().len() as u32)
+            .filter(|&id| f.tags.iter().all(|t| t.accepts(sets.value(id, &t.key))))
             .map(lit)
             .collect();
         conditions.push(if ids.is_empty() {
@@ -138,51 +303,174 @@ pub fn predicate(spec: &QuerySpec, tag_sets: &TagSets) -> Expr {
         .unwrap_or(lit(true))
 }
 
-/// The grouped aggregate of a spec over a snapshot.
+/// A two-column lookup table `(id_name: u32 id, value_name: value)` indexed by id.
+fn lookup(
+    ctx: &SessionContext,
+    id_name: &str,
+    value_name: &str,
+    values: ArrayRef,
+) -> Result<DataFrame, Error> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(id_name, DataType::UInt32, false),
+        Field::new(value_name, DataType::Utf8, true),
+    ]));
+    let ids = UInt32Array::from_iter_values(0..values.len() as u32);
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(ids), values])?;
+    Ok(ctx.read_batch(batch)?)
+}
+
+/// The caller dimension table of a snapshot: id, ARN, role key and account key (NULL
+/// for id 0, no caller), built once per snapshot.
+pub fn principal_table(snapshot: &Snapshot) -> &RecordBatch {
+    snapshot.principal_table.get_or_init(|| {
+        let principals = snapshot.dicts.principals.values();
+        let parsed: Vec<Option<Principal>> = principals
+            .iter()
+            .enumerate()
+            .map(|(id, arn)| (id != 0).then(|| Principal::parse(Some(arn))))
+            .collect();
+        let arn = StringArray::from_iter(parsed.iter().map(|p| p.as_ref().map(|p| p.arn.clone())));
+        let role = StringArray::from_iter(
+            parsed
+                .iter()
+                .map(|p| p.as_ref().and_then(Principal::role_key)),
+        );
+        let account = StringArray::from_iter(
+            parsed
+                .iter()
+                .map(|p| p.as_ref().and_then(Principal::account_key)),
+        );
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("arn", DataType::Utf8, true),
+            Field::new("role", DataType::Utf8, true),
+            Field::new("account", DataType::Utf8, true),
+        ]));
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(arn), Arc::new(role), Arc::new(account)],
+        )
+        .unwrap_or_else(|_| RecordBatch::new_empty(schema))
+    })
+}
+
+fn dictionary_values(d: &Dictionary) -> ArrayRef {
+    Arc::new(d.to_array())
+}
+
+/// The grouped aggregate of a spec over a snapshot, as one DataFrame whose columns are
+/// named by [`out`].
 pub fn plan(
     ctx: &SessionContext,
     snapshot: &Snapshot,
     spec: &QuerySpec,
 ) -> Result<DataFrame, Error> {
-    let df = scan(ctx, snapshot, spec)?.filter(predicate(spec, &snapshot.tag_sets))?;
-    let mut groups = vec![col(c::CURRENCY).alias(out::CURRENCY)];
+    plan_with(ctx, snapshot, spec, LayerChoice::Coarsest)
+}
+
+/// [`plan`] over the layers `choice` allows.
+pub fn plan_with(
+    ctx: &SessionContext,
+    snapshot: &Snapshot,
+    spec: &QuerySpec,
+    choice: LayerChoice,
+) -> Result<DataFrame, Error> {
+    let dicts = &snapshot.dicts;
+    let df = rows(ctx, snapshot, spec, choice)?;
+
+    // 1. Sum by ids: cheap integer keys over the layer rows.
+    let key = |i: usize| format!("k_dim_{i}");
+    let mut groups = vec![col(c::CURRENCY).alias("k_currency")];
     if let Some(unit) = spec.granularity.trunc_unit() {
         groups.push(date_trunc(lit(unit), col(c::USAGE_START)).alias(out::BUCKET));
     }
     for (i, dimension) in spec.dimensions.iter().enumerate() {
-        let name = out::dimension(i);
-        let key = match dimension {
-            Dimension::Principal(grouping) => col(grouping.column()),
-            Dimension::Model => col(c::MODEL),
-            Dimension::Account => col(c::ACCOUNT),
-            Dimension::Region => col(c::REGION),
-            Dimension::UsageCategory => cast(col(c::USAGE_CATEGORY), DataType::Utf8),
-            Dimension::LineItemType => col(c::LINE_ITEM_TYPE),
-            // Grouped by tag-set id here; [`super::answer`] resolves each distinct id to
-            // the key's value once and merges the groups that share a value.
-            Dimension::Tag(_) => col(c::TAG_SET),
+        let column = match dimension {
+            Dimension::Principal(_) => c::PRINCIPAL,
+            Dimension::Model => c::MODEL,
+            Dimension::Account => c::ACCOUNT,
+            Dimension::Region => c::REGION,
+            Dimension::UsageCategory => c::USAGE_CATEGORY,
+            Dimension::LineItemType => c::LINE_ITEM_TYPE,
+            Dimension::Tag(_) => c::TAG_SET,
         };
-        groups.push(key.alias(name));
+        groups.push(col(column).alias(key(i)));
     }
+    let units = |name: &str| cast(col(name), UNITS_TYPE);
+    let cost = cost_column(spec.metric);
+    let alloc = alloc_column(spec.metric);
     let mut aggregates = if spec.allocation {
         vec![
-            sum(col(spec.metric.column()) + col(spec.metric.alloc_column())).alias(out::COST),
-            sum(col(spec.metric.alloc_column())).alias(out::ALLOCATED),
+            sum(units(cost) + units(alloc)).alias(out::COST),
+            sum(units(alloc)).alias(out::ALLOCATED),
         ]
     } else {
-        vec![sum(col(spec.metric.column())).alias(out::COST)]
+        vec![sum(units(cost)).alias(out::COST)]
     };
-    for (column, name) in [
-        c::TOKENS_INPUT,
-        c::TOKENS_OUTPUT,
-        c::TOKENS_CACHE_READ,
-        c::TOKENS_CACHE_WRITE,
-    ]
-    .into_iter()
-    .zip(out::TOKENS)
-    {
+    for (column, name) in c::TOKENS.into_iter().zip(out::TOKENS) {
         aggregates.push(sum(col(column)).alias(name));
     }
-    aggregates.push(count(lit(1u8)).alias(out::LINE_ITEMS));
-    Ok(df.aggregate(groups, aggregates)?)
+    aggregates.push(sum(col(c::LINE_ITEMS)).alias(out::LINE_ITEMS));
+    // Subtracted chunks can leave groups with nothing in the range: they net to zero
+    // line items (every row counts at least one), and are no group of the answer.
+    let mut df = df
+        .aggregate(groups, aggregates)?
+        .filter(col(out::LINE_ITEMS).not_eq(lit(0i64)))?;
+
+    // 2. Resolve ids through dimension tables joined into the plan.
+    df = df.join(
+        lookup(ctx, "c_id", "c_value", dictionary_values(&dicts.currencies))?,
+        JoinType::Left,
+        &["k_currency"],
+        &["c_id"],
+        None,
+    )?;
+    let mut resolved = vec![col("c_value").alias(out::CURRENCY)];
+    if spec.granularity.trunc_unit().is_some() {
+        resolved.push(col(out::BUCKET));
+    }
+    for (i, dimension) in spec.dimensions.iter().enumerate() {
+        let (id_name, value_name) = (format!("d{i}_id"), format!("d{i}_value"));
+        let values: Option<ArrayRef> = match dimension {
+            Dimension::Principal(grouping) => {
+                let table = principal_table(snapshot);
+                let column = match grouping {
+                    PrincipalGrouping::Arn => 0,
+                    PrincipalGrouping::Role => 1,
+                    PrincipalGrouping::Account => 2,
+                };
+                Some(table.column(column).clone())
+            }
+            Dimension::Model => Some(dictionary_values(&dicts.models)),
+            Dimension::Account => Some(dictionary_values(&dicts.accounts)),
+            Dimension::Region => Some(dictionary_values(&dicts.regions)),
+            Dimension::LineItemType => Some(dictionary_values(&dicts.line_item_types)),
+            Dimension::Tag(tag_key) => Some(Arc::new(dicts.tag_sets.values_of(tag_key))),
+            Dimension::UsageCategory => None,
+        };
+        match values {
+            Some(values) => {
+                df = df.join(
+                    lookup(ctx, &id_name, &value_name, values)?,
+                    JoinType::Left,
+                    &[key(i).as_str()],
+                    &[id_name.as_str()],
+                    None,
+                )?;
+                resolved.push(col(value_name).alias(out::dimension(i)));
+            }
+            None => resolved.push(cast(col(key(i)), DataType::Utf8).alias(out::dimension(i))),
+        }
+    }
+
+    // 3. Sum again by the resolved values: sessions of one role, tag sets sharing a
+    // value, and so on, become one group.
+    let mut totals = vec![sum(col(out::COST)).alias(out::COST)];
+    if spec.allocation {
+        totals.push(sum(col(out::ALLOCATED)).alias(out::ALLOCATED));
+    }
+    for name in out::TOKENS {
+        totals.push(sum(col(name)).alias(name));
+    }
+    totals.push(sum(col(out::LINE_ITEMS)).alias(out::LINE_ITEMS));
+    Ok(df.aggregate(resolved, totals)?)
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::{normalize::col, rules::usage::UsageCategory};
+use crate::rules::usage::UsageCategory;
 
 /// Which cost column is summed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -16,28 +16,6 @@ pub enum CostMetric {
     Blended,
     /// `pricing_public_on_demand_cost`.
     PublicOnDemand,
-}
-
-impl CostMetric {
-    /// The normalized column holding this metric's proportional allocation.
-    pub fn alloc_column(self) -> &'static str {
-        match self {
-            Self::Unblended => col::ALLOC_UNBLENDED,
-            Self::NetUnblended => col::ALLOC_NET_UNBLENDED,
-            Self::Blended => col::ALLOC_BLENDED,
-            Self::PublicOnDemand => col::ALLOC_PUBLIC_ON_DEMAND,
-        }
-    }
-
-    /// The normalized column holding this metric.
-    pub fn column(self) -> &'static str {
-        match self {
-            Self::Unblended => col::COST_UNBLENDED,
-            Self::NetUnblended => col::COST_NET_UNBLENDED,
-            Self::Blended => col::COST_BLENDED,
-            Self::PublicOnDemand => col::COST_PUBLIC_ON_DEMAND,
-        }
-    }
 }
 
 /// Time bucketing.
@@ -76,17 +54,6 @@ pub enum PrincipalGrouping {
     Role,
     /// The caller's account.
     Account,
-}
-
-impl PrincipalGrouping {
-    /// The normalized column holding the key.
-    pub fn column(self) -> &'static str {
-        match self {
-            Self::Arn => col::PRINCIPAL_ARN,
-            Self::Role => col::PRINCIPAL_ROLE,
-            Self::Account => col::PRINCIPAL_ACCOUNT,
-        }
-    }
 }
 
 /// A dimension to group by.

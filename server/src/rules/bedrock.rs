@@ -51,6 +51,11 @@ impl BedrockRule {
         Self { product_codes }
     }
 
+    /// The product codes counted as Bedrock.
+    pub fn product_codes(&self) -> &[String] {
+        &self.product_codes
+    }
+
     /// A line item is Bedrock when its product code is listed, its product family is
     /// Amazon Bedrock, it is a Marketplace "(Amazon Bedrock Edition)" product, or it
     /// carries a caller (only Bedrock stamps callers).

@@ -298,12 +298,12 @@ pub fn moneys<'a>(amounts: impl IntoIterator<Item = (&'a String, &'a i128)>) -> 
 }
 
 /// Token sums as `Tokens`.
-pub fn tokens(t: [i64; 4]) -> pb::Tokens {
+pub fn tokens(t: crate::layers::Tokens) -> pb::Tokens {
     pb::Tokens {
-        input: t[0],
-        output: t[1],
-        cache_read: t[2],
-        cache_write: t[3],
+        input: t.input,
+        output: t.output,
+        cache_read: t.cache_read,
+        cache_write: t.cache_write,
     }
 }
 

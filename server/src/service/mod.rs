@@ -1,6 +1,7 @@
 //! The tonic adapter: validate, convert to domain types, query, convert back. No query
 //! logic lives here.
 
+pub mod admission;
 pub mod convert;
 pub mod deadline;
 pub mod status;
@@ -24,6 +25,7 @@ pub struct AttributionApi {
     catalog: Arc<Catalog>,
     query_timeout: Duration,
     answers: Arc<AnswerCache>,
+    admission: Arc<admission::Admission>,
 }
 
 /// The parts shared by the three grouped answers.
@@ -55,6 +57,21 @@ fn notes(snapshot: &Snapshot, spec: &QuerySpec) -> Vec<String> {
             .collect()
     };
     let mut notes = Vec::new();
+    let uncovered = uncovered_months(snapshot, start, end);
+    if !uncovered.is_empty() {
+        let shown: Vec<&str> = uncovered.iter().take(6).map(String::as_str).collect();
+        let more = uncovered.len().saturating_sub(shown.len());
+        notes.push(format!(
+            "no billing period of the exports covers {}{}: the answer holds no spend for {}",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more months")
+            } else {
+                String::new()
+            },
+            if uncovered.len() == 1 { "it" } else { "them" }
+        ));
+    }
     let principals = spec
         .dimensions
         .iter()
@@ -82,14 +99,40 @@ fn notes(snapshot: &Snapshot, spec: &QuerySpec) -> Vec<String> {
     notes
 }
 
+/// The calendar months touching `[start, end)` (µs) that no period of the snapshot, served
+/// or unavailable, is named after.
+fn uncovered_months(snapshot: &Snapshot, start: i64, end: i64) -> Vec<String> {
+    use crate::layers::{month_start, next_month_start};
+    let known = |name: &str| {
+        snapshot.periods.iter().any(|p| p.period == name)
+            || snapshot
+                .unavailable
+                .iter()
+                .any(|u| u.period.as_deref() == Some(name))
+    };
+    let mut out = Vec::new();
+    let mut month = month_start(start);
+    while month < end && out.len() < 1200 {
+        if let Some(t) = chrono::DateTime::from_timestamp_micros(month) {
+            let name = t.format("%Y-%m").to_string();
+            if !known(&name) {
+                out.push(name);
+            }
+        }
+        month = next_month_start(month);
+    }
+    out
+}
+
 impl AttributionApi {
     /// An API over `catalog`; each query gets at most `query_timeout` (or the caller's
-    /// shorter deadline).
-    pub fn new(catalog: Arc<Catalog>, query_timeout: Duration) -> Self {
+    /// shorter deadline), waiting included, and large ones run within `limits`.
+    pub fn new(catalog: Arc<Catalog>, query_timeout: Duration, limits: admission::Limits) -> Self {
         Self {
             catalog,
             query_timeout,
             answers: Arc::default(),
+            admission: Arc::new(admission::Admission::new(limits)),
         }
     }
 
@@ -110,7 +153,7 @@ impl AttributionApi {
             .map(|group| {
                 let mut row = convert::row(group, &spec);
                 if per_million {
-                    let all: i64 = group.tokens.iter().sum();
+                    let all = group.tokens.total();
                     row.cost_per_million_tokens =
                         crate::rules::money::per_million_tokens(group.cost, all)
                             .map(|a| convert::money(&group.currency, a));
@@ -163,10 +206,15 @@ impl AttributionApi {
             return Ok(answer);
         }
         let timeout = deadline::effective(request.metadata(), self.query_timeout);
-        let answer =
-            tokio::time::timeout(timeout, query::run(self.catalog.session(), snapshot, spec))
-                .await
-                .map_err(|_| Error::Deadline)??;
+        let rows = query::plan::rows_to_scan(snapshot, spec)?;
+        // Dropping the future at the deadline drops the DataFusion streams, which stops
+        // their work.
+        let answer = tokio::time::timeout(timeout, async {
+            let _ticket = self.admission.admit(rows).await?;
+            query::run(self.catalog.session(), snapshot, spec).await
+        })
+        .await
+        .map_err(|_| Error::Deadline)??;
         let answer = Arc::new(answer);
         self.answers
             .put(snapshot.version, fingerprint, answer.clone());
@@ -361,10 +409,11 @@ impl AttributionService for AttributionApi {
         let snapshot = self.catalog.require_snapshot()?;
         let page = page::request(r.page_size, &r.page_token, snapshot.version, fp)?;
         let timeout = deadline::effective(request.metadata(), self.query_timeout);
-        let (keys, total) = tokio::time::timeout(
-            timeout,
-            discovery::tag_keys(self.catalog.session(), &snapshot, &spec),
-        )
+        let rows = query::plan::rows_to_scan(&snapshot, &spec)?;
+        let (keys, total) = tokio::time::timeout(timeout, async {
+            let _ticket = self.admission.admit(rows).await?;
+            discovery::tag_keys(self.catalog.session(), &snapshot, &spec).await
+        })
         .await
         .map_err(|_| Error::Deadline)??;
         let keys: Vec<_> = keys
@@ -430,7 +479,7 @@ impl AttributionService for AttributionApi {
             next_page_token: page::next_token(page, all.len(), snapshot.version, fp),
             info: Some(pb::AnswerInfo {
                 snapshot_version: snapshot.version,
-                notes: Vec::new(),
+                notes: notes(&snapshot, &spec),
             }),
         }))
     }
@@ -476,6 +525,7 @@ impl AttributionService for AttributionApi {
             periods_reread: snapshot.stats.reread as i64,
             periods_reused: snapshot.stats.reused as i64,
             refresh_duration_ms: snapshot.stats.duration_ms as i64,
+            resident_bytes: (snapshot.layer_bytes() + snapshot.dicts.heap_bytes()) as i64,
         }))
     }
 

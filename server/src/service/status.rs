@@ -5,7 +5,7 @@ use bedrock_attribution::v1 as pb;
 use chrono::{DateTime, Utc};
 
 use super::convert;
-use crate::snapshot::{PeriodState, Problem, Snapshot};
+use crate::snapshot::{Impact, PeriodState, Problem, Snapshot};
 
 /// A problem for the wire.
 pub fn problem(p: &Problem) -> pb::Problem {
@@ -27,7 +27,11 @@ pub fn periods(snapshot: &Snapshot, now: DateTime<Utc>) -> Vec<pb::PeriodStatus>
         snapshot
             .problems
             .iter()
-            .find(|p| p.source == source && p.period.as_deref().is_none_or(|q| q == period))
+            .find(|p| {
+                p.impact != Impact::Corrected
+                    && p.source == source
+                    && p.period.as_deref().is_none_or(|q| q == period)
+            })
             .map(|p| format!("{}: {}", p.file, p.message))
             .unwrap_or_default()
     };
@@ -54,6 +58,11 @@ pub fn periods(snapshot: &Snapshot, now: DateTime<Utc>) -> Vec<pb::PeriodStatus>
                 freshness_age_seconds: p
                     .last_modified
                     .map_or(0, |t| (now - t).num_seconds().max(0)),
+                layers_from: if p.from_cache { "cache" } else { "export" }.to_owned(),
+                fine_rows: p.layers.fine.rows() as i64,
+                daily_rows: p.layers.daily.rows() as i64,
+                monthly_rows: p.layers.monthly.rows() as i64,
+                layer_bytes: p.layers.bytes() as i64,
                 problem: if stale {
                     problem_of(&p.source, &p.period)
                 } else {

@@ -61,6 +61,10 @@ impl TestServer {
             args.push(source.clone());
         }
         args.extend(extra.iter().cloned());
+        if !extra.iter().any(|a| a == "--cache-dir") {
+            // Tests never write to the user's cache directory.
+            args.push("--no-cache".into());
+        }
         let config = Config::try_parse_from(args).unwrap_or_else(|e| panic!("config: {e}"));
         let catalog = server::catalog_from(&config.data).unwrap_or_else(|e| panic!("{e}"));
         let handle = server::start(&config, catalog)

@@ -175,16 +175,5 @@ async fn invalid_requests_are_rejected_with_actionable_messages() {
     assert_eq!(code, Code::InvalidArgument);
     assert!(message.contains("different request"), "{message}");
 
-    // After a refresh the old token names an older snapshot.
-    c.refresh(proto::RefreshRequest {}).await.unwrap();
-    let stale = proto::CostByPrincipalRequest {
-        time_range: ok_range,
-        page_size: 3,
-        page_token: first.next_page_token,
-        ..Default::default()
-    };
-    let (code, message) = code_and_message(c.cost_by_principal(stale).await.unwrap_err());
-    assert_eq!(code, Code::FailedPrecondition);
-    assert!(message.contains("restart paging"), "{message}");
     server.stop().await;
 }

@@ -4,11 +4,15 @@
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
 
 mod allocation;
+mod cache;
 mod common;
+mod differential;
 mod drift;
 mod faults;
 mod golden;
 mod invalid;
+mod limits;
+mod manifest;
 mod queries;
 mod reference;
 mod refresh;

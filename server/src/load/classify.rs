@@ -1,0 +1,188 @@
+//! The data contract's per-line-item rules, applied once per distinct combination of the
+//! columns they read.
+//!
+//! Bedrock membership (by product), token kind, tokens per unit, model name and usage
+//! category depend only on a handful of low-cardinality strings (product code, family,
+//! billing entity, product map entries, usage type, line item type, pricing unit and,
+//! for Marketplace `Units`, the description). A file of millions of line items holds a
+//! few hundred such combinations, so each is classified once and looked up after.
+
+use rustc_hash::FxHashMap;
+
+use crate::{
+    layers::dict::Dictionaries,
+    rules::{
+        bedrock::{BedrockFields, BedrockRule},
+        usage::{self, TokenKind},
+    },
+};
+
+/// The columns the rules read, for one line item.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClassFields<'a> {
+    /// `line_item_product_code`.
+    pub product_code: Option<&'a str>,
+    /// `product_product_family`.
+    pub product_family: Option<&'a str>,
+    /// `bill_billing_entity`.
+    pub billing_entity: Option<&'a str>,
+    /// `product['product_name']`.
+    pub product_name: Option<&'a str>,
+    /// `product['model']`.
+    pub product_model: Option<&'a str>,
+    /// `product['inference_type']`.
+    pub inference_type: Option<&'a str>,
+    /// `line_item_usage_type`.
+    pub usage_type: Option<&'a str>,
+    /// `line_item_line_item_type`.
+    pub line_item_type: Option<&'a str>,
+    /// `pricing_unit`.
+    pub pricing_unit: Option<&'a str>,
+    /// `line_item_line_item_description`.
+    pub description: Option<&'a str>,
+}
+
+/// What the rules say about a combination.
+#[derive(Debug, Clone, Copy)]
+pub struct Class {
+    /// Bedrock by product code, family or Marketplace product name (a line item with a
+    /// caller is Bedrock whatever this says).
+    pub bedrock_by_product: bool,
+    /// Token kind and tokens per unit of usage amount, for `Usage` line items whose
+    /// kind is known.
+    pub tokens: Option<(TokenKind, f64)>,
+    /// Model id in the file's dictionary.
+    pub model: u32,
+    /// Usage category code.
+    pub category: u8,
+    /// Line item type id in the file's dictionary.
+    pub line_item_type: u32,
+    /// Whether the line item type is `Usage` (receivers of allocation).
+    pub usage: bool,
+}
+
+/// Memoised rules for one file.
+#[derive(Debug)]
+pub struct Classifier {
+    rule: BedrockRule,
+    memo: FxHashMap<String, Class>,
+    key: String,
+}
+
+impl Classifier {
+    /// A classifier applying `rule`.
+    pub fn new(rule: BedrockRule) -> Self {
+        Self {
+            rule,
+            memo: FxHashMap::default(),
+            key: String::new(),
+        }
+    }
+
+    /// The class of a line item, interning its model and line item type in `dicts`.
+    pub fn classify(&mut self, f: &ClassFields<'_>, dicts: &mut Dictionaries) -> Class {
+        let units = f
+            .pricing_unit
+            .is_some_and(|u| u.trim().eq_ignore_ascii_case("units"));
+        self.key.clear();
+        for part in [
+            f.product_code,
+            f.product_family,
+            f.billing_entity,
+            f.product_name,
+            f.product_model,
+            f.inference_type,
+            f.usage_type,
+            f.line_item_type,
+            f.pricing_unit,
+            // Only Marketplace `Units` read the description; other descriptions may
+            // carry prices and would only multiply the combinations.
+            if units { f.description } else { None },
+        ] {
+            match part {
+                Some(s) => {
+                    self.key.push('\u{1}');
+                    self.key.push_str(s);
+                }
+                None => self.key.push('\u{2}'),
+            }
+        }
+        if let Some(class) = self.memo.get(self.key.as_str()) {
+            return *class;
+        }
+        let class = self.evaluate(f, dicts);
+        self.memo.insert(self.key.clone(), class);
+        class
+    }
+
+    fn evaluate(&self, f: &ClassFields<'_>, dicts: &mut Dictionaries) -> Class {
+        let bedrock_by_product = self.rule.is_bedrock(&BedrockFields {
+            product_code: f.product_code,
+            product_family: f.product_family,
+            billing_entity: f.billing_entity,
+            product_name: f.product_name,
+            principal: None,
+        });
+        let kind = usage::token_kind(f.inference_type, f.usage_type);
+        let line_item_type = f.line_item_type.unwrap_or("");
+        let usage = line_item_type == "Usage";
+        let tokens = kind
+            .filter(|_| usage)
+            .map(|k| (k, usage::tokens_per_unit(f.pricing_unit, f.description)));
+        let model = usage::model_name(f.product_model, f.product_name, f.usage_type);
+        Class {
+            bedrock_by_product,
+            tokens,
+            model: dicts.models.intern(&model),
+            category: usage::usage_category(f.usage_type, kind.is_some()).code(),
+            line_item_type: dicts.line_item_types.intern(line_item_type),
+            usage,
+        }
+    }
+
+    /// Distinct combinations seen.
+    pub fn combinations(&self) -> usize {
+        self.memo.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_evaluation_per_combination() {
+        let mut c = Classifier::new(BedrockRule::default());
+        let mut dicts = Dictionaries::default();
+        let f = ClassFields {
+            product_code: Some("AmazonBedrock"),
+            usage_type: Some("USE1-Nova2.0Lite-input-tokens"),
+            line_item_type: Some("Usage"),
+            pricing_unit: Some("1M tokens"),
+            description: Some("$0.06 per million"),
+            ..ClassFields::default()
+        };
+        let a = c.classify(&f, &mut dicts);
+        let b = c.classify(
+            &ClassFields {
+                description: Some("another price"),
+                ..f
+            },
+            &mut dicts,
+        );
+        assert_eq!(c.combinations(), 1, "descriptions only matter for Units");
+        assert!(a.bedrock_by_product && a.usage);
+        assert_eq!(a.tokens, Some((TokenKind::Input, 1_000_000.0)));
+        assert_eq!(dicts.models.value(a.model), "Nova2.0Lite");
+        assert_eq!((a.model, a.category), (b.model, b.category));
+        let tax = c.classify(
+            &ClassFields {
+                line_item_type: Some("Tax"),
+                ..f
+            },
+            &mut dicts,
+        );
+        assert_eq!(tax.tokens, None, "only Usage counts tokens");
+        assert!(!tax.usage);
+    }
+}

@@ -1,0 +1,61 @@
+//! The one DataFusion session of the process: configuration, runtime and caches.
+
+use datafusion::{
+    execution::{cache::cache_manager::CacheManagerConfig, runtime_env::RuntimeEnvBuilder},
+    prelude::{SessionConfig, SessionContext},
+};
+
+/// The DataFusion cache settings of the session: every file cache off.
+///
+/// DataFusion 55 caches directory listings (forever, by default), parquet footers and
+/// file statistics, validating the last two by size and modification time only. Export
+/// files are rewritten in place under the same key, and S3 modification times have
+/// whole seconds, so a same-size rewrite within a second would be served from a footer
+/// of the previous content. The catalog reads a file only when its fingerprint (ETag,
+/// size, time) changed, so the caches would save at most one footer read per changed
+/// file; correctness wins.
+pub fn cache_config() -> CacheManagerConfig {
+    CacheManagerConfig::default()
+        .with_list_files_cache(None)
+        .with_list_files_cache_limit(0)
+        .with_file_statistics_cache(None)
+        .with_file_statistics_cache_limit(0)
+        .with_file_metadata_cache(None)
+        .with_metadata_cache_limit(0)
+}
+
+/// The one DataFusion session of the process, shared by every request so that its
+/// object store registry lives as long as the server.
+pub fn session() -> SessionContext {
+    let mut config = SessionConfig::new().with_information_schema(false);
+    // Plain Utf8 keeps the normalize step's casts cheap; views buy nothing there.
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(cache_config())
+        .build_arc()
+        .unwrap_or_else(|e| {
+            // Building a runtime from these settings does not fail; keep serving with
+            // DataFusion's defaults rather than not at all, and say so.
+            tracing::error!("cannot build the DataFusion runtime with caches off: {e}");
+            Default::default()
+        });
+    SessionContext::new_with_config_rt(config, runtime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_caches_no_listing_footer_or_statistics() {
+        let ctx = session();
+        let caches = &ctx.runtime_env().cache_manager;
+        assert!(caches.get_list_files_cache().is_none());
+        assert!(caches.get_file_statistic_cache().is_none());
+        assert_eq!(caches.get_metadata_cache_limit(), 0);
+    }
+}
