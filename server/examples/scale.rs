@@ -711,6 +711,23 @@ async fn bench_size(args: &Args, bin: &Path, data: Dataset) -> Report {
     );
 
     let client = Client::connect(server.url()).await.expect("connect");
+    match client.data_status(proto::DataStatusRequest {}).await {
+        Ok(status) => {
+            let served = status.total_line_items;
+            println!(
+                "server holds {} Bedrock line items in {} periods (generator: {}){}",
+                thousands(served.max(0) as u64),
+                status.periods.len(),
+                thousands(data.export.bedrock_rows as u64),
+                if served == data.export.bedrock_rows as i64 {
+                    ""
+                } else {
+                    "  <- MISMATCH"
+                }
+            );
+        }
+        Err(e) => eprintln!("DataStatus: {e}"),
+    }
     let (span_start, span_end) = data.cfg.span();
     let busy_arn = busiest_caller(&client, span_start, span_end).await;
     println!("busiest caller: {busy_arn}");
