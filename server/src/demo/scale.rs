@@ -45,6 +45,7 @@ use datafusion::arrow::{
 };
 use datafusion::parquet::{
     arrow::ArrowWriter, basic::Compression, file::properties::WriterProperties,
+    schema::types::ColumnPath,
 };
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
@@ -561,13 +562,13 @@ fn tag_catalog(count: usize) -> Vec<TagKey> {
         TagKey {
             key: "iamPrincipal/owner",
             values: (0..400).map(|i| format!("owner{i}@example.com")).collect(),
-            share: 0.4,
+            share: 0.25,
             per_account: false,
         },
         TagKey {
             key: "iamPrincipal/department",
             values: list("dept-", 12),
-            share: 0.5,
+            share: 0.3,
             per_account: false,
         },
         TagKey {
@@ -579,19 +580,19 @@ fn tag_catalog(count: usize) -> Vec<TagKey> {
         TagKey {
             key: "iamPrincipal/application",
             values: list("app-", 80),
-            share: 0.35,
+            share: 0.2,
             per_account: false,
         },
         TagKey {
             key: "iamPrincipal/business unit",
             values: fixed(&["Retail", "Cloud", "Devices", "Corporate", "Ads", "Média"]),
-            share: 0.3,
+            share: 0.15,
             per_account: false,
         },
         TagKey {
             key: "iamPrincipal/data:classification",
             values: fixed(&["public", "internal", "confidential", "restricted"]),
-            share: 0.3,
+            share: 0.15,
             per_account: false,
         },
         TagKey {
@@ -603,7 +604,7 @@ fn tag_catalog(count: usize) -> Vec<TagKey> {
         TagKey {
             key: "resourceTags/Project",
             values: list("rt-proj-", 50),
-            share: 0.25,
+            share: 0.15,
             per_account: false,
         },
         TagKey {
@@ -615,7 +616,7 @@ fn tag_catalog(count: usize) -> Vec<TagKey> {
         TagKey {
             key: "userAttribute/department",
             values: list("ua-dept-", 10),
-            share: 0.2,
+            share: 0.1,
             per_account: false,
         },
         TagKey {
@@ -633,25 +634,25 @@ fn tag_catalog(count: usize) -> Vec<TagKey> {
         TagKey {
             key: "resourceTags/user:Name",
             values: list("resource-", 60),
-            share: 0.2,
+            share: 0.1,
             per_account: false,
         },
         TagKey {
             key: "iamPrincipal/compliance",
             values: fixed(&["pci", "hipaa", "sox", "none"]),
-            share: 0.15,
+            share: 0.1,
             per_account: false,
         },
         TagKey {
             key: "iamPrincipal/budget-owner",
             values: (0..25).map(|i| format!("vp{i}@example.com")).collect(),
-            share: 0.2,
+            share: 0.1,
             per_account: false,
         },
         TagKey {
             key: "iamPrincipal/tier",
             values: fixed(&["gold", "silver", "bronze"]),
-            share: 0.2,
+            share: 0.1,
             per_account: false,
         },
     ];
@@ -1766,6 +1767,16 @@ impl Builder {
     }
 }
 
+/// Columns written without dictionary encoding: (nearly) every value is distinct.
+const PLAIN_COLUMNS: [&str; 6] = [
+    "identity_line_item_id",
+    "line_item_usage_amount",
+    "line_item_unblended_cost",
+    "line_item_net_unblended_cost",
+    "line_item_blended_cost",
+    "pricing_public_on_demand_cost",
+];
+
 /// Streams line items of one data file into parquet, a batch at a time.
 struct Sink<'c> {
     columns: &'c [Column],
@@ -1782,10 +1793,14 @@ impl<'c> Sink<'c> {
             std::fs::create_dir_all(dir)?;
         }
         let schema = schema(columns);
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .build();
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+        // Unique per line item: a dictionary would only be tried and dropped.
+        for column in PLAIN_COLUMNS {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+        }
+        let props = props.build();
         let file = BufWriter::with_capacity(1 << 20, File::create(path)?);
         let writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(props))
             .map_err(std::io::Error::other)?;
