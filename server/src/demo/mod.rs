@@ -8,6 +8,7 @@
 pub mod cur_file;
 pub mod export;
 pub mod generator;
+pub mod scale;
 
 pub use cur_file::{CurLineItem, SchemaOptions, TimestampUnit};
 pub use export::{ExportWriter, PeriodLayout};
