@@ -64,6 +64,11 @@ pub struct DataConfig {
     #[arg(long, env = "BEDROCK_ATTRIBUTION_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
+    /// Partitions (threads) each query plan uses; default one per core. 1 favours
+    /// throughput under many concurrent callers over the latency of a single one.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_QUERY_PARTITIONS")]
+    pub query_partitions: Option<usize>,
+
     /// Do not persist layers: every start reads the export.
     #[arg(long, env = "BEDROCK_ATTRIBUTION_NO_CACHE")]
     pub no_cache: bool,

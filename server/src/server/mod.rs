@@ -42,7 +42,7 @@ pub fn catalog_from(data: &DataConfig) -> Result<Arc<Catalog>, Error> {
         .iter()
         .map(|s| Source::parse(s, &stores))
         .collect::<Result<Vec<_>, _>>()?;
-    let ctx = session();
+    let ctx = session::session_with(data.query_partitions);
     stores.register(ctx.runtime_env().as_ref());
     let rule = BedrockRule::new(product_codes);
     let cache = data.layer_cache_dir().map(|dir| {

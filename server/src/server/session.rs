@@ -27,7 +27,19 @@ pub fn cache_config() -> CacheManagerConfig {
 /// The one DataFusion session of the process, shared by every request so that its
 /// object store registry lives as long as the server.
 pub fn session() -> SessionContext {
+    session_with(None)
+}
+
+/// [`session`] with `partitions` (default: one per core) for each query plan.
+pub fn session_with(partitions: Option<usize>) -> SessionContext {
     let mut config = SessionConfig::new().with_information_schema(false);
+    if let Some(n) = partitions {
+        config = config.with_target_partitions(n.max(1));
+    }
+    // A file is read by one task, in file order: the load runs files in parallel
+    // instead, and line items without an id get the same fallback id on every read
+    // (allocation ties are broken by id).
+    config.options_mut().optimizer.repartition_file_scans = false;
     // Plain Utf8 keeps the normalize step's casts cheap; views buy nothing there.
     config
         .options_mut()
