@@ -45,6 +45,8 @@ fn read_parallelism() -> usize {
 pub struct Catalog {
     sources: Vec<Source>,
     ctx: SessionContext,
+    /// The session files are read with: one partition per file.
+    load_ctx: SessionContext,
     rule: BedrockRule,
     /// Where built periods are persisted, if anywhere.
     cache: Option<LayerCache>,
@@ -197,9 +199,18 @@ impl Catalog {
         rule: BedrockRule,
         cache: Option<LayerCache>,
     ) -> Self {
+        // Reading a file is one stream, polled by its own task: with more partitions
+        // DataFusion would add a round-robin repartition after the scan (tasks, channels,
+        // and batches in a varying order). The load session shares the runtime, so the
+        // object stores registered once serve both.
+        let load_ctx = SessionContext::new_with_config_rt(
+            ctx.copied_config().with_target_partitions(1),
+            ctx.runtime_env(),
+        );
         Self {
             sources,
             ctx,
+            load_ctx,
             rule,
             cache,
             current: watch::Sender::new(None),
@@ -401,7 +412,7 @@ impl Catalog {
                     .map(|meta| source.object_url(&meta.location))
                     .collect();
                 let loaded = load::load_period(
-                    &self.ctx,
+                    &self.load_ctx,
                     &urls,
                     &self.rule,
                     read_parallelism(),
