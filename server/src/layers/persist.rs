@@ -246,11 +246,38 @@ impl LayerCache {
             Ok(bytes) => {
                 let _ = fs::remove_dir_all(dir);
                 fs::rename(&tmp, dir)?;
+                self.prune(dir, source, &files.period);
                 Ok(bytes)
             }
             Err(e) => {
                 let _ = fs::remove_dir_all(&tmp);
                 Err(e)
+            }
+        }
+    }
+
+    /// Removes the entries of earlier versions of the same source and period: the current
+    /// month changes with every export refresh, and each version would otherwise stay.
+    fn prune(&self, keep: &Path, source: &str, period: &str) {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let same_period = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{period}-")));
+            if path == keep || !same_period {
+                continue;
+            }
+            let same_source = fs::read(path.join("meta.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Meta>(&b).ok())
+                .is_none_or(|m| m.source == source);
+            if same_source {
+                tracing::debug!(dir = %path.display(), "removing an earlier version's layers");
+                let _ = fs::remove_dir_all(&path);
             }
         }
     }

@@ -92,3 +92,47 @@ async fn restarts_load_persisted_layers_and_rebuild_damaged_ones() {
     assert_eq!(suite(&fourth.client).await, answers);
     fourth.stop().await;
 }
+
+#[tokio::test]
+async fn a_new_version_of_a_period_replaces_its_cache_entry() {
+    use bedrock_attribution_server::demo::{ExportWriter, PeriodLayout, SchemaOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let writer = ExportWriter::new(dir.path(), "tiny", "s3://b/tiny");
+    let write = |cost: f64| {
+        let item = crate::s3fixture::bedrock_item(
+            "a",
+            "210987654321",
+            crate::s3fixture::at(2026, 5, 2, 8),
+            None,
+            cost,
+            &[],
+        );
+        writer
+            .write_period(
+                "2026-05",
+                &[vec![item]],
+                &PeriodLayout::Overwrite {
+                    leftover_empty_chunks: 0,
+                },
+                SchemaOptions::default(),
+            )
+            .unwrap();
+    };
+    write(1.0);
+    let flags = ["--cache-dir".to_owned(), cache.path().display().to_string()];
+    let server = serve(&[file_url(dir.path())], &flags).await;
+    assert_eq!(entries(cache.path()).len(), 1);
+    let first = entries(cache.path());
+    write(2.0);
+    let r = server
+        .client
+        .refresh(proto::RefreshRequest {})
+        .await
+        .unwrap();
+    assert_eq!(r.periods_reread, 1);
+    let now = entries(cache.path());
+    assert_eq!(now.len(), 1, "the earlier version's entry is removed");
+    assert_ne!(now, first);
+    server.stop().await;
+}
