@@ -245,13 +245,16 @@ impl ServerConfig {
     /// The admission limits these flags set.
     pub fn limits(&self) -> crate::service::admission::Limits {
         crate::service::admission::Limits {
-            concurrent: self
-                .max_concurrent_queries
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            concurrent: self.max_concurrent_queries.unwrap_or_else(cores),
             queued: self.max_queued_queries,
             small_rows: self.small_query_rows,
         }
     }
+}
+
+/// Cores of the machine (2 when unknown): the default of every per-core limit.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// Parses `90s`, `15m`, `2h`, `500ms` or a plain number of seconds.

@@ -38,7 +38,7 @@ use source::Source;
 /// Files read at once during a refresh: one per core, as normalizing is CPU-bound and
 /// each file in flight holds its decoded batches.
 fn read_parallelism() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+    crate::config::cores()
 }
 
 /// Sources, the shared DataFusion session, and the current snapshot.

@@ -149,7 +149,8 @@ fn float(name: &str) -> Field {
     Field::new(name, DataType::Float64, true)
 }
 
-fn map_field(name: &str) -> Field {
+/// A nullable `map<string, string>` field as CUR 2.0 parquet files declare it.
+pub(crate) fn map_field(name: &str) -> Field {
     let entries = Field::new(
         "key_value",
         DataType::Struct(

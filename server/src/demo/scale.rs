@@ -49,6 +49,8 @@ use datafusion::parquet::{
 };
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
+use super::cur_file::map_field;
+
 /// Line items per Arrow record batch handed to the parquet writer.
 pub const BATCH_ROWS: usize = 64 * 1024;
 /// Line items per parquet row group.
@@ -1670,21 +1672,6 @@ fn columns() -> Vec<Column> {
     all.extend(EMPTY_TEXTS.iter().map(|n| col(n, Utf8, |_| Cell::S(""))));
     all.sort_by_key(|c| c.name);
     all
-}
-
-fn map_field(name: &str) -> Field {
-    let entries = Field::new(
-        "key_value",
-        DataType::Struct(
-            vec![
-                Field::new("key", DataType::Utf8, false),
-                Field::new("value", DataType::Utf8, true),
-            ]
-            .into(),
-        ),
-        false,
-    );
-    Field::new(name, DataType::Map(Arc::new(entries), false), true)
 }
 
 fn schema(columns: &[Column]) -> SchemaRef {

@@ -205,11 +205,6 @@ impl Tokens {
         self.input + self.output + self.cache_read + self.cache_write
     }
 
-    /// The counts in the order of [`col::TOKENS`].
-    pub fn in_column_order(&self) -> [i64; 4] {
-        [self.input, self.output, self.cache_read, self.cache_write]
-    }
-
     /// Counts given in the order of [`col::TOKENS`].
     pub fn from_column_order([input, output, cache_read, cache_write]: [i64; 4]) -> Self {
         Self {
@@ -504,13 +499,6 @@ impl Layer {
         self.chunk_at(start).map_or(0, |c| c.batch.num_rows())
     }
 
-    /// The chunks lying wholly inside `[start, end)`.
-    pub fn chunks_within(&self, start: i64, end: i64) -> impl Iterator<Item = &Chunk> {
-        self.chunks
-            .iter()
-            .filter(move |c| c.start >= start && c.end <= end)
-    }
-
     /// The chunks overlapping `[start, end)`.
     pub fn chunks_overlapping(&self, start: i64, end: i64) -> impl Iterator<Item = &Chunk> {
         self.chunks
@@ -543,15 +531,15 @@ impl Layer {
             })
             .collect();
         sort_keys.sort_unstable();
-        let order: Vec<u32> = sort_keys.into_iter().map(|(_, _, _, i)| i).collect();
+        let order: Vec<u32> = sort_keys.iter().map(|(_, _, _, i)| *i).collect();
         let mut chunks = Vec::new();
         let mut from = 0;
         while from < order.len() {
-            let bucket = grain.bucket(rows.keys[order[from] as usize].start);
+            let bucket = sort_keys[from].0;
             let to = from
-                + order[from..]
+                + sort_keys[from..]
                     .iter()
-                    .take_while(|&&i| grain.bucket(rows.keys[i as usize].start) == bucket)
+                    .take_while(|k| k.0 == bucket)
                     .count();
             chunks.push(Chunk {
                 start: bucket,

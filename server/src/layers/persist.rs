@@ -104,11 +104,6 @@ impl LayerCache {
         }
     }
 
-    /// Where this cache lives.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn entry(&self, source: &str, files: &PeriodFiles) -> PathBuf {
         let mut h = Sha256::new();
         h.update(

@@ -172,7 +172,11 @@ pub fn layer_use(snapshot: &Snapshot, spec: &QuerySpec) -> Result<LayerUse, Erro
                     (&period.layers.monthly, &mut used.monthly),
                 ];
                 for (layer, count) in grain {
-                    if layer.chunks.iter().any(|x| std::ptr::eq(x, *c)) {
+                    if layer
+                        .chunks
+                        .as_ptr_range()
+                        .contains(&std::ptr::from_ref(*c))
+                    {
                         *count += n;
                     }
                 }

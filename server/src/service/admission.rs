@@ -67,11 +67,6 @@ impl Admission {
         }
     }
 
-    /// The limits in effect.
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// Lets a query scanning `rows` layer rows run: at once when small or a permit is
     /// free, after waiting in line otherwise, refused when the line is full. The
     /// caller bounds the wait by the request's deadline.
