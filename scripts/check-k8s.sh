@@ -50,13 +50,13 @@ for overlay in "${overlays[@]}"; do
         echo "k8s/overlays/$overlay: $ok of $objects objects valid (strict) against Kubernetes $version"
     done
     # Settings the server does not read would be silently ignored.
-    for key in $(grep -oE '^  BEDROCK_ATTRIBUTION_[A-Z_]+' "$rendered" | sort -u); do
+    while read -r key; do
         if grep -q "env = \"$key\"" server/src/config.rs; then
             pass
         else
             fail "k8s/overlays/$overlay sets $key, which server/src/config.rs does not read"
         fi
-    done
+    done < <(grep -oE '^  BEDROCK_ATTRIBUTION_[A-Z_]+' "$rendered" | sort -u)
 done
 
 if python3 -m json.tool k8s/iam-policy.json >/dev/null; then pass; else fail "k8s/iam-policy.json is not JSON"; fi
