@@ -15,6 +15,9 @@ pub struct Config {
     /// How the gRPC server listens.
     #[command(flatten)]
     pub server: ServerConfig,
+    /// Metrics, logs and traces.
+    #[command(flatten)]
+    pub telemetry: TelemetryConfig,
 }
 
 /// Sources of CUR data.
@@ -252,6 +255,15 @@ impl ServerConfig {
     }
 }
 
+/// Metrics, logs and traces.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TelemetryConfig {
+    /// Address of the Prometheus endpoint (plain HTTP, path /metrics), e.g.
+    /// 0.0.0.0:9464; no endpoint when unset. Metrics are per process.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
 /// Cores of the machine (2 when unknown): the default of every per-core limit.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -305,6 +317,10 @@ mod tests {
         assert_eq!(c.data.product_codes.len(), 3);
         assert_eq!(c.server.query_timeout, Duration::from_secs(30));
         assert_eq!(c.data.refresh_interval, Duration::from_secs(900));
+        assert_eq!(
+            c.telemetry.metrics_listen, None,
+            "no metrics endpoint by default"
+        );
         let d = StoreConfig::default();
         let s = &c.data.store;
         assert_eq!(

@@ -10,6 +10,7 @@
 pub mod aws_profile;
 pub mod listing;
 pub mod manifest;
+pub mod metered;
 pub mod source;
 pub mod stores;
 
@@ -21,6 +22,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use datafusion::prelude::SessionContext;
 use tokio::sync::watch;
+use tracing::{Instrument, field::Empty};
 
 use crate::{
     error::Error,
@@ -239,11 +241,40 @@ impl Catalog {
     }
 
     /// Lists every source, re-reads the periods that changed, and swaps in a new
-    /// snapshot. Refreshes run one at a time.
+    /// snapshot. Refreshes run one at a time. Each build is a span
+    /// (`snapshot.build`) and is counted in the snapshot metrics.
     pub async fn refresh(&self) -> Result<Arc<Snapshot>, Error> {
         let _guard = self.refresh_lock.lock().await;
+        let span = tracing::info_span!(
+            "snapshot.build",
+            version = Empty,
+            periods = Empty,
+            reread = Empty,
+            reused = Empty,
+            failed = Empty,
+            line_items = Empty,
+        );
+        let started = Instant::now();
+        let built = self.build().instrument(span.clone()).await;
+        match &built {
+            Ok(snapshot) => {
+                span.record("version", snapshot.version);
+                span.record("periods", snapshot.periods.len());
+                span.record("reread", snapshot.stats.reread);
+                span.record("reused", snapshot.stats.reused);
+                span.record("failed", snapshot.stats.failed);
+                span.record("line_items", snapshot.line_items());
+            }
+            Err(_) => crate::telemetry::metrics::snapshot_failed(started.elapsed()),
+        }
+        built
+    }
+
+    /// One refresh (the caller holds the refresh lock).
+    async fn build(&self) -> Result<Arc<Snapshot>, Error> {
         let started = Instant::now();
         let previous = self.snapshot();
+        let previous_version = previous.as_ref().map(|p| p.version);
         // Dictionaries only grow, so the ids of periods reused from the previous
         // snapshot stay valid.
         let mut dicts = previous
@@ -312,6 +343,8 @@ impl Catalog {
             tracing::warn!(source = %p.source, period = ?p.period, file = %p.file, impact = p.impact.name(), "{}", p.message);
         }
         drop(previous);
+        // Counted before it is served, so that whoever sees it served sees it counted.
+        crate::telemetry::metrics::snapshot_built(&snapshot, previous_version, started.elapsed());
         self.current.send_replace(Some(snapshot.clone()));
         Ok(snapshot)
     }
@@ -398,11 +431,35 @@ impl Catalog {
         files: &PeriodFiles,
         dicts: &mut Dictionaries,
     ) -> Result<PeriodData, LoadError> {
+        let span = tracing::info_span!(
+            "period.read",
+            source = source.url(),
+            period = %files.period,
+            files = files.files.len(),
+            from_cache = Empty,
+        );
+        self.read_period_in(source, files, dicts, &span)
+            .instrument(span.clone())
+            .await
+    }
+
+    async fn read_period_in(
+        &self,
+        source: &Source,
+        files: &PeriodFiles,
+        dicts: &mut Dictionaries,
+        span: &tracing::Span,
+    ) -> Result<PeriodData, LoadError> {
         let cached = match &self.cache {
-            Some(cache) => cache.load(source.url(), files).await,
+            Some(cache) => {
+                let cached = cache.load(source.url(), files).await;
+                crate::telemetry::metrics::layer_cache(cached.is_some());
+                cached
+            }
             None => None,
         };
         let from_cache = cached.is_some();
+        span.record("from_cache", from_cache);
         let loaded: LoadedPeriod = match cached {
             Some(loaded) => loaded,
             None => {

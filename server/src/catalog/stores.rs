@@ -1,6 +1,7 @@
 //! One object store per bucket, built once, with the configured timeouts, retries with
 //! backoff and cap on concurrent requests, and registered with DataFusion's runtime so
-//! that reads of `scheme://bucket/...` URLs go through the same client.
+//! that reads of `scheme://bucket/...` URLs go through the same client. Every store is
+//! counted for the metrics endpoint ([`super::metered`]).
 
 use std::{
     collections::BTreeMap,
@@ -19,6 +20,7 @@ use object_store::{
 };
 use url::Url;
 
+use super::metered::{MeteredConnector, MeteredStore};
 use crate::{config::StoreConfig, error::Error};
 
 /// URL schemes served, for messages.
@@ -81,7 +83,7 @@ impl StoreRegistry {
         if let Some(store) = stores.get(&key) {
             return Ok((store.clone(), key));
         }
-        let store = self.build(url, &key)?;
+        let store: Arc<dyn ObjectStore> = Arc::new(MeteredStore::new(self.build(url, &key)?, &key));
         stores.insert(key.clone(), store.clone());
         Ok((store, key))
     }
@@ -90,6 +92,7 @@ impl StoreRegistry {
     /// in-memory store when embedding the service.
     pub fn insert(&self, base: &Url, store: Arc<dyn ObjectStore>) -> Result<(), Error> {
         let key = store_key(base)?;
+        let store = Arc::new(MeteredStore::new(store, &key));
         if let Ok(mut stores) = self.stores.lock() {
             stores.insert(key, store);
         }
@@ -177,7 +180,11 @@ impl StoreRegistry {
                 {
                     b = b.with_allow_http(true);
                 }
-                let store = b.with_retry(self.retry()).build().map_err(invalid)?;
+                let store = b
+                    .with_retry(self.retry())
+                    .with_http_connector(MeteredConnector::new(key))
+                    .build()
+                    .map_err(invalid)?;
                 Ok(self.limit(store))
             }
             "gs" => {
@@ -185,7 +192,11 @@ impl StoreRegistry {
                 for (k, v) in self.settings(GoogleConfigKey::Client) {
                     b = b.with_config(k, v);
                 }
-                let store = b.with_retry(self.retry()).build().map_err(invalid)?;
+                let store = b
+                    .with_retry(self.retry())
+                    .with_http_connector(MeteredConnector::new(key))
+                    .build()
+                    .map_err(invalid)?;
                 Ok(self.limit(store))
             }
             "az" => {
@@ -198,7 +209,11 @@ impl StoreRegistry {
                 {
                     b = b.with_allow_http(true);
                 }
-                let store = b.with_retry(self.retry()).build().map_err(invalid)?;
+                let store = b
+                    .with_retry(self.retry())
+                    .with_http_connector(MeteredConnector::new(key))
+                    .build()
+                    .map_err(invalid)?;
                 Ok(self.limit(store))
             }
             other => Err(Error::InvalidConfig {

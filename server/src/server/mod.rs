@@ -1,10 +1,12 @@
 //! Starting and stopping the gRPC server: bind, report NOT_SERVING while the first
 //! snapshot loads, serve the API with health and reflection, refresh in the background,
 //! and on shutdown flip health to NOT_SERVING before draining. One file per part:
-//! [`session`] (DataFusion), [`health`], [`refresher`], [`shutdown`]; this one wires
-//! them to a listener.
+//! [`session`] (DataFusion), [`health`], [`refresher`], [`shutdown`], the Prometheus
+//! endpoint [`metrics`]; this one wires them to a listener, every service behind the
+//! per-RPC spans and metrics of [`crate::telemetry::rpc`].
 
 pub mod health;
+pub mod metrics;
 pub mod refresher;
 pub mod session;
 pub mod shutdown;
@@ -27,6 +29,7 @@ use crate::{
     layers::persist::LayerCache,
     rules::bedrock::BedrockRule,
     service::AttributionApi,
+    telemetry::rpc::RpcLayer,
 };
 
 /// A catalog over the sources of `data`, with its store settings.
@@ -61,12 +64,18 @@ pub struct ServerHandle {
     refresher: JoinHandle<()>,
     ready: watch::Receiver<bool>,
     catalog: Arc<Catalog>,
+    metrics: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
 impl ServerHandle {
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the Prometheus endpoint, when `--metrics-listen` was given.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _)| *addr)
     }
 
     /// The catalog being served.
@@ -84,7 +93,12 @@ impl ServerHandle {
     pub async fn shutdown(self) -> Result<(), Error> {
         let _ = self.shutdown.send(true);
         self.refresher.abort();
-        match self.serve.await {
+        let served = self.serve.await;
+        // Scrapes go on while requests drain; the endpoint stops last.
+        if let Some((_, metrics)) = self.metrics {
+            metrics.abort();
+        }
+        match served {
             Ok(result) => result.map_err(|e| Error::InvalidConfig {
                 reason: format!("server failed: {e}"),
             }),
@@ -102,8 +116,8 @@ impl ServerHandle {
     }
 }
 
-/// Binds `config.server.listen` and starts serving; the first snapshot loads in the
-/// background while health says NOT_SERVING.
+/// Binds `config.server.listen` (and `--metrics-listen`) and starts serving; the first
+/// snapshot loads in the background while health says NOT_SERVING.
 pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandle, Error> {
     let listener =
         TcpListener::bind(config.server.listen)
@@ -117,6 +131,10 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
     // Answers go out as several small writes (headers, data, trailers); without
     // TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms to each small answer.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let metrics = match config.telemetry.metrics_listen {
+        Some(addr) => Some(metrics::start(addr, catalog.clone()).await?),
+        None => None,
+    };
     let (reporter, health) = tonic_health::server::health_reporter();
     health::set_health(&reporter, false).await;
 
@@ -154,6 +172,7 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
     let serve = tokio::spawn(
         tonic::transport::Server::builder()
             .concurrency_limit_per_connection(config.server.concurrency_per_connection)
+            .layer(RpcLayer)
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -174,5 +193,6 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
         refresher,
         ready: ready_rx,
         catalog,
+        metrics,
     })
 }

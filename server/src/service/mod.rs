@@ -1,5 +1,7 @@
 //! The tonic adapter: validate, convert to domain types, query, convert back. No query
-//! logic lives here.
+//! logic lives here. Each handler records its range, grouping and rows on the RPC's
+//! span ([`telemetry::rpc`]); answer-cache lookups, admission (waits, sheds) and rows
+//! scanned are counted here, around the calls that decide them.
 
 pub mod admission;
 pub mod convert;
@@ -17,6 +19,7 @@ use crate::{
     error::Error,
     query::{self, Dimension, QuerySpec, cache::AnswerCache, discovery, page},
     snapshot::Snapshot,
+    telemetry::{self, rpc::record_rows, rpc::record_spec},
 };
 
 /// Answers the `AttributionService` RPCs from the catalog's current snapshot.
@@ -26,6 +29,8 @@ pub struct AttributionApi {
     query_timeout: Duration,
     answers: Arc<AnswerCache>,
     admission: Arc<admission::Admission>,
+    /// Layer rows up to which a query never waits (not counted as waiting).
+    small_rows: usize,
 }
 
 /// The parts shared by the three grouped answers.
@@ -133,6 +138,28 @@ impl AttributionApi {
             query_timeout,
             answers: Arc::default(),
             admission: Arc::new(admission::Admission::new(limits)),
+            small_rows: limits.small_rows,
+        }
+    }
+
+    /// Admission of a query reading `rows` layer rows, counted: a large query's wait
+    /// (however it ends), a refusal as shed, and the query as running while the
+    /// returned guard lives.
+    async fn admit(
+        &self,
+        rows: usize,
+    ) -> Result<(admission::Ticket, telemetry::metrics::Running), Error> {
+        let waiting = (rows > self.small_rows).then(telemetry::metrics::Waiting::start);
+        let admitted = self.admission.admit(rows).await;
+        drop(waiting);
+        match admitted {
+            Ok(ticket) => Ok((ticket, telemetry::metrics::Running::start())),
+            Err(e) => {
+                if let Error::Overloaded { .. } = e {
+                    telemetry::metrics::shed();
+                }
+                Err(e)
+            }
         }
     }
 
@@ -202,7 +229,9 @@ impl AttributionApi {
         spec: &QuerySpec,
         fingerprint: u64,
     ) -> Result<Arc<query::Answer>, Error> {
-        if let Some(answer) = self.answers.get(snapshot.version, fingerprint) {
+        let cached = self.answers.get(snapshot.version, fingerprint);
+        telemetry::metrics::answer_cache(cached.is_some());
+        if let Some(answer) = cached {
             return Ok(answer);
         }
         let timeout = deadline::effective(request.metadata(), self.query_timeout);
@@ -210,7 +239,8 @@ impl AttributionApi {
         // Dropping the future at the deadline drops the DataFusion streams, which stops
         // their work.
         let answer = tokio::time::timeout(timeout, async {
-            let _ticket = self.admission.admit(rows).await?;
+            let _admitted = self.admit(rows).await?;
+            count_scan(snapshot, spec, rows);
             query::run(self.catalog.session(), snapshot, spec).await
         })
         .await
@@ -222,6 +252,13 @@ impl AttributionApi {
     }
 }
 
+/// Counts the layer rows a query reads, in all and by grain.
+fn count_scan(snapshot: &Snapshot, spec: &QuerySpec, rows: usize) {
+    let used = query::plan::layer_use(snapshot, spec).unwrap_or_default();
+    telemetry::metrics::rows_scanned(rows, used.fine, used.daily, used.monthly);
+}
+
+/// The domain spec of a request, recorded on the RPC's span.
 fn spec(
     range: Option<&pb::TimeRange>,
     filter: Option<&pb::Filter>,
@@ -230,7 +267,7 @@ fn spec(
     dimensions: Vec<Dimension>,
 ) -> Result<QuerySpec, Error> {
     let (start, end) = convert::time_range(range)?;
-    Ok(QuerySpec {
+    let spec = QuerySpec {
         start,
         end,
         filter: convert::filter(filter)?,
@@ -238,7 +275,9 @@ fn spec(
         granularity: convert::granularity(granularity)?,
         dimensions,
         allocation: false,
-    })
+    };
+    record_spec(&spec);
+    Ok(spec)
 }
 
 #[tonic::async_trait]
@@ -265,6 +304,7 @@ impl AttributionService for AttributionApi {
             dimensions,
         )?;
         spec.allocation = convert::allocation(r.allocation, &spec)?;
+        record_spec(&spec);
         let fp = fingerprint("CostByPrincipal", r, |m| {
             m.page_token.clear();
             m.page_size = 0;
@@ -272,6 +312,7 @@ impl AttributionService for AttributionApi {
         let g = self
             .grouped(&request, spec, r.page_size, &r.page_token, fp, false)
             .await?;
+        record_rows("CostByPrincipal", g.rows.len());
         Ok(Response::new(pb::CostByPrincipalResponse {
             rows: g.rows,
             next_page_token: g.next_page_token,
@@ -310,6 +351,7 @@ impl AttributionService for AttributionApi {
             dimensions,
         )?;
         spec.allocation = convert::allocation(r.allocation, &spec)?;
+        record_spec(&spec);
         let fp = fingerprint("CostByTag", r, |m| {
             m.page_token.clear();
             m.page_size = 0;
@@ -317,6 +359,7 @@ impl AttributionService for AttributionApi {
         let g = self
             .grouped(&request, spec, r.page_size, &r.page_token, fp, false)
             .await?;
+        record_rows("CostByTag", g.rows.len());
         Ok(Response::new(pb::CostByTagResponse {
             rows: g.rows,
             next_page_token: g.next_page_token,
@@ -348,6 +391,7 @@ impl AttributionService for AttributionApi {
         let g = self
             .grouped(&request, spec, r.page_size, &r.page_token, fp, true)
             .await?;
+        record_rows("TokenUsage", g.rows.len());
         Ok(Response::new(pb::TokenUsageResponse {
             rows: g.rows,
             next_page_token: g.next_page_token,
@@ -385,7 +429,8 @@ impl AttributionService for AttributionApi {
                 tokens: Some(convert::tokens(s.tokens)),
                 line_items: s.line_items,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        record_rows("ListPrincipals", principals.len());
         Ok(Response::new(pb::ListPrincipalsResponse {
             principals,
             next_page_token: page::next_token(page, all.len(), snapshot.version, fp),
@@ -411,7 +456,8 @@ impl AttributionService for AttributionApi {
         let timeout = deadline::effective(request.metadata(), self.query_timeout);
         let rows = query::plan::rows_to_scan(&snapshot, &spec)?;
         let (keys, total) = tokio::time::timeout(timeout, async {
-            let _ticket = self.admission.admit(rows).await?;
+            let _admitted = self.admit(rows).await?;
+            count_scan(&snapshot, &spec, rows);
             discovery::tag_keys(self.catalog.session(), &snapshot, &spec).await
         })
         .await
@@ -428,7 +474,8 @@ impl AttributionService for AttributionApi {
                 cost: convert::moneys(&reach.cost),
                 distinct_values: reach.values.len() as i64,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        record_rows("ListTagKeys", tag_keys.len());
         Ok(Response::new(pb::ListTagKeysResponse {
             tag_keys,
             next_page_token: page::next_token(page, keys.len(), snapshot.version, fp),
@@ -473,7 +520,8 @@ impl AttributionService for AttributionApi {
                 tokens: Some(convert::tokens(s.tokens)),
                 line_items: s.line_items,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        record_rows("ListModels", models.len());
         Ok(Response::new(pb::ListModelsResponse {
             models,
             next_page_token: page::next_token(page, all.len(), snapshot.version, fp),
@@ -490,6 +538,7 @@ impl AttributionService for AttributionApi {
     ) -> Result<Response<pb::DataStatusResponse>, Status> {
         let snapshot = self.catalog.require_snapshot()?;
         let periods = status::periods(&snapshot, chrono::Utc::now());
+        record_rows("DataStatus", periods.len());
         let schema_notes = snapshot
             .periods
             .iter()

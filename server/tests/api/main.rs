@@ -13,6 +13,8 @@ mod golden;
 mod invalid;
 mod limits;
 mod manifest;
+mod observability;
+mod process;
 mod queries;
 mod reference;
 mod refresh;

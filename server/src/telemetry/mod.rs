@@ -1,4 +1,8 @@
-//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
+//! Telemetry: logs (`tracing` to stderr, filtered by `RUST_LOG`, default `info`),
+//! Prometheus [`metrics`], and the per-RPC spans and metrics of [`rpc`].
+
+pub mod metrics;
+pub mod rpc;
 
 use tracing_subscriber::{EnvFilter, fmt};
 
