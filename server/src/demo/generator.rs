@@ -13,7 +13,12 @@
 //!   product must be left out; one account is billed in EUR; one account has no
 //!   callers at all (provisioned throughput only); tax, EDP discounts, credits and
 //!   provisioned throughput carry no caller; some callers carry no tags; tag keys
-//!   hold spaces, quotes, colons and values in several scripts.
+//!   hold spaces, quotes, colons and values in several scripts;
+//! - 2026-04 to 2026-06 also hold the usage-type shapes seen in 2026 (contract §5):
+//!   geographic cross-region routing, mantle `cache-write-tokens` with routing and tier,
+//!   one-hour cache writes in both spellings, and reserved-tier capacity rows that name a
+//!   token kind (in the usage type and `inference_type`, priced per 1K tokens) but count
+//!   none ([`SHAPES_2026_MODELS`]).
 
 use std::path::Path;
 
@@ -259,6 +264,78 @@ const MODELS: [Model; 8] = [
         price: [10_000, 50_000, 0, 0],
     },
 ];
+
+/// Models billed only under the usage-type shapes seen in 2026, so that a filter on them
+/// isolates those shapes.
+const SHAPE_MODELS: [Model; 3] = [
+    Model {
+        display: "Claude Sonnet 4.5",
+        provider: "Anthropic",
+        billing: Billing::Native {
+            product_code: "AmazonBedrock",
+        },
+        region_prefix: "USE1",
+        region: "us-east-1",
+        usage_types: [
+            "USE1-Claude4.5Sonnet-input-tokens-cross-region-geo",
+            "USE1-Claude4.5Sonnet-output-tokens-cross-region-geo",
+            "",
+            "",
+        ],
+        price: [33_000, 165_000, 0, 0],
+    },
+    Model {
+        display: "Claude Opus 4.8",
+        provider: "Anthropic",
+        billing: Billing::Native {
+            product_code: "AmazonBedrockFoundationModels",
+        },
+        region_prefix: "USW2",
+        region: "us-west-2",
+        usage_types: [
+            "USW2-anthropic.claude-opus-4-8-mantle-input-tokens-global-standard",
+            "USW2-anthropic.claude-opus-4-8-mantle-output-tokens-global-standard",
+            "USW2-anthropic.claude-opus-4-8-mantle-cache-read-tokens-global-standard",
+            "USW2-anthropic.claude-opus-4-8-mantle-cache-write-tokens-global-standard",
+        ],
+        price: [50_000, 250_000, 5_000, 62_500],
+    },
+    Model {
+        display: "Claude Opus 4.6",
+        provider: "Anthropic",
+        billing: Billing::Native {
+            product_code: "AmazonBedrock",
+        },
+        region_prefix: "USE1",
+        region: "us-east-1",
+        usage_types: [
+            "",
+            "",
+            "",
+            "USE1-Claude4.6Opus-cache-write-1h-input-token-count",
+        ],
+        price: [0, 0, 0, 100_000],
+    },
+];
+/// The other spelling of a one-hour cache write (of [`SHAPE_MODELS`]' last model).
+const ONE_HOUR_CACHE_WRITE_TOKENS: &str = "USE1-Claude4.6Opus-cache-write-1h-tokens";
+/// Reserved-tier capacity: names input tokens, counts none.
+const RESERVED_CAPACITY: &str =
+    "USE1-Claude4.5Sonnet-reserved-3-month-input-tokens-per-minute-cross-region-geo";
+/// Model names of the 2026 shapes' line items: from the usage type in 2026-04 (no
+/// `product['model']` yet), from `product['model']` after.
+pub const SHAPES_2026_MODELS: [&str; 6] = [
+    "Claude4.5Sonnet",
+    "anthropic.claude-opus-4-8",
+    "Claude4.6Opus",
+    "Claude Sonnet 4.5",
+    "Claude Opus 4.8",
+    "Claude Opus 4.6",
+];
+/// Reserved capacity line items per period, each of [`RESERVED_DAILY_COST`].
+pub const RESERVED_DAYS: i64 = 3;
+/// Unblended cost of one reserved capacity line item (a day).
+pub const RESERVED_DAILY_COST: f64 = 250.0;
 
 struct Caller {
     arn: String,
@@ -564,6 +641,68 @@ fn caller_usage(rng: &mut SmallRng, items: &mut Items<'_>, callers: &[Caller], a
     }
 }
 
+/// The usage-type shapes seen in 2026 (contract §5), in 2026-04 to 2026-06. Nothing here
+/// draws from the random generator, so every other line item is as it was.
+fn shapes_2026(items: &mut Items<'_>, callers: &[Caller]) {
+    let period = items.period;
+    if !(1..=3).contains(&period.index) {
+        return;
+    }
+    let index = i64::from(period.index);
+    for (n, caller) in callers.iter().step_by(7).take(4).enumerate() {
+        let n = n as i64;
+        let at = period.start + Duration::days(14 + n) + Duration::hours(9 + n);
+        let push = |items: &mut Items<'_>, mut item: CurLineItem| {
+            item.principal = Some(caller.arn.clone());
+            item.tags = caller.tags.clone();
+            if period.index >= 3 {
+                item.tags.extend(caller.late_tags.iter().cloned());
+            }
+            items.push(item);
+        };
+        for (m, model) in SHAPE_MODELS.iter().enumerate() {
+            for kind in 0..4 {
+                if model.usage_types[kind].is_empty() {
+                    continue;
+                }
+                let tokens = 1_000 * (1 + kind as i64) * (7 + 3 * n + 5 * m as i64 + index);
+                let item = model_item(items, model, kind, tokens, caller.account, at);
+                push(items, item);
+            }
+        }
+        let one_hour = &SHAPE_MODELS[2];
+        let mut item = model_item(items, one_hour, 3, 2_500 * (n + 1), caller.account, at);
+        item.usage_type = Some(ONE_HOUR_CACHE_WRITE_TOKENS.to_owned());
+        push(items, item);
+    }
+    // Reserved capacity: no caller; the usage type and inference_type name input tokens
+    // and the unit is a token unit, yet it buys tokens per minute, not tokens used.
+    for day in 0..RESERVED_DAYS {
+        let at = period.start + Duration::days(14 + day);
+        let mut item = items.base(USD_ACCOUNTS[0], "Usage", at, at + Duration::days(1));
+        item.product_code = "AmazonBedrock".to_owned();
+        item.usage_type = Some(RESERVED_CAPACITY.to_owned());
+        item.operation = Some("ReservedCapacity".to_owned());
+        item.region = Some("us-east-1".to_owned());
+        item.pricing_unit = Some("1K tokens".to_owned());
+        item.usage_amount = Some(1_440.0);
+        item.description =
+            Some("Claude Sonnet 4.5 reserved 3-month input tokens per minute".to_owned());
+        item.unblended_cost = Some(RESERVED_DAILY_COST);
+        item.net_unblended_cost = Some(RESERVED_DAILY_COST * 0.95);
+        item.blended_cost = Some(RESERVED_DAILY_COST);
+        item.public_on_demand_cost = Some(RESERVED_DAILY_COST);
+        if period.has_model_keys() {
+            item.product_family = Some("Amazon Bedrock".to_owned());
+            item.product = vec![
+                ("model".to_owned(), "Claude Sonnet 4.5".to_owned()),
+                ("inference_type".to_owned(), KINDS[0].to_owned()),
+            ];
+        }
+        items.push(item);
+    }
+}
+
 fn unattributed_spend(items: &mut Items<'_>) {
     let period = items.period;
     let days = (period.end - period.start).num_days();
@@ -710,6 +849,7 @@ pub fn generate(root: &Path, config: &DemoConfig) -> std::io::Result<GeneratedEx
             out: Vec::new(),
         };
         caller_usage(&mut rng, &mut items, &population, config.activity);
+        shapes_2026(&mut items, &population);
         unattributed_spend(&mut items);
         other_services(&mut rng, &mut items);
         let schema = period.schema();

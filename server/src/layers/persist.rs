@@ -36,7 +36,7 @@ use crate::{
 };
 
 /// Bump when what is written changes meaning or shape.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const DICTIONARIES: [&str; 6] = [
     "principals",
     "accounts",

@@ -1,8 +1,8 @@
 //! The data contract's per-line-item rules, applied once per distinct combination of the
 //! columns they read.
 //!
-//! Bedrock membership (by product), token kind, tokens per unit, model name and usage
-//! category depend only on a handful of low-cardinality strings (product code, family,
+//! Bedrock membership (by product), token kind, tokens per unit, model name, usage
+//! category and routing depend only on a handful of low-cardinality strings (product code, family,
 //! billing entity, product map entries, usage type, line item type, pricing unit and,
 //! for Marketplace `Units`, the description). A file of millions of line items holds a
 //! few hundred such combinations, so each is classified once and looked up after.
@@ -53,8 +53,11 @@ pub struct Class {
     pub tokens: Option<(TokenKind, f64)>,
     /// Model id in the file's dictionary.
     pub model: u32,
-    /// Usage category code.
+    /// Usage category code (`UsageCategory::code`).
     pub category: u8,
+    /// Routing code (`Routing::code`): in-region, cross-region geographic or global. Not
+    /// yet carried into the layers' key (see `layers::LineKey`).
+    pub routing: u8,
     /// Line item type id in the file's dictionary.
     pub line_item_type: u32,
     /// Whether the line item type is `Usage` (receivers of allocation).
@@ -135,6 +138,7 @@ impl Classifier {
             tokens,
             model: dicts.models.intern(&model),
             category: usage::usage_category(f.usage_type, kind.is_some()).code(),
+            routing: usage::routing(f.usage_type).code(),
             line_item_type: dicts.line_item_types.intern(line_item_type),
             usage,
         }
@@ -149,6 +153,7 @@ impl Classifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::usage::{Routing, UsageCategory};
 
     #[test]
     fn one_evaluation_per_combination() {
@@ -184,5 +189,88 @@ mod tests {
         );
         assert_eq!(tax.tokens, None, "only Usage counts tokens");
         assert!(!tax.usage);
+    }
+
+    #[test]
+    fn shapes_seen_in_2026() {
+        let mut c = Classifier::new(BedrockRule::default());
+        let mut dicts = Dictionaries::default();
+        let native = |usage_type, inference_type, pricing_unit| ClassFields {
+            product_code: Some("AmazonBedrock"),
+            usage_type: Some(usage_type),
+            inference_type,
+            line_item_type: Some("Usage"),
+            pricing_unit: Some(pricing_unit),
+            ..ClassFields::default()
+        };
+        let cases = [
+            (
+                native(
+                    "USE1-Claude4.5Sonnet-output-tokens-cross-region-geo",
+                    None,
+                    "1M tokens",
+                ),
+                Some((TokenKind::Output, 1_000_000.0)),
+                "Claude4.5Sonnet",
+                UsageCategory::OnDemand,
+                Routing::CrossRegionGeographic,
+            ),
+            (
+                native(
+                    "USW2-anthropic.claude-opus-4-8-mantle-cache-write-tokens-global-standard",
+                    None,
+                    "1M tokens",
+                ),
+                Some((TokenKind::CacheWrite, 1_000_000.0)),
+                "anthropic.claude-opus-4-8",
+                UsageCategory::OnDemand,
+                Routing::CrossRegionGlobal,
+            ),
+            (
+                native(
+                    "USE1-Claude4.6Opus-cache-write-1h-input-token-count",
+                    Some("Cache write input tokens"),
+                    "1K tokens",
+                ),
+                Some((TokenKind::CacheWrite, 1_000.0)),
+                "Claude4.6Opus",
+                UsageCategory::OnDemand,
+                Routing::InRegion,
+            ),
+            (
+                native(
+                    "USE1-Claude4.6Opus-cache-write-1h-tokens",
+                    None,
+                    "1M tokens",
+                ),
+                Some((TokenKind::CacheWrite, 1_000_000.0)),
+                "Claude4.6Opus",
+                UsageCategory::OnDemand,
+                Routing::InRegion,
+            ),
+            (
+                // Capacity: a token kind in the usage type and in inference_type, a
+                // token pricing unit, and still no tokens.
+                native(
+                    "USE1-Claude4.5Sonnet-reserved-3-month-input-tokens-per-minute-cross-region-geo",
+                    Some("Input tokens"),
+                    "1K tokens",
+                ),
+                None,
+                "Claude4.5Sonnet",
+                UsageCategory::Reserved,
+                Routing::CrossRegionGeographic,
+            ),
+        ];
+        for (fields, tokens, model, category, routing) in cases {
+            let class = c.classify(&fields, &mut dicts);
+            let ut = fields.usage_type.unwrap_or("");
+            assert!(class.bedrock_by_product && class.usage, "{ut}");
+            assert_eq!(class.tokens, tokens, "{ut}");
+            assert_eq!(dicts.models.value(class.model), model, "{ut}");
+            assert_eq!(class.category, category.code(), "{ut}");
+            assert_eq!(class.routing, routing.code(), "{ut}");
+        }
+        assert_eq!(c.combinations(), 5);
     }
 }

@@ -20,3 +20,4 @@ mod reference;
 mod refresh;
 mod s3;
 mod s3fixture;
+mod shapes_2026;

@@ -23,9 +23,9 @@ enum Rpc {
     Tokens(proto::TokenUsageRequest),
 }
 
-type Key = BTreeMap<String, Option<String>>;
+pub(crate) type Key = BTreeMap<String, Option<String>>;
 /// Cost, input, output, cache read, cache write, line items, allocated cost.
-type Sums = (Decimal, i64, i64, i64, i64, i64, Option<Decimal>);
+pub(crate) type Sums = (Decimal, i64, i64, i64, i64, i64, Option<Decimal>);
 
 fn iso(ts: &prost_types::Timestamp) -> String {
     chrono::DateTime::from_timestamp(ts.seconds, 0)
@@ -49,7 +49,7 @@ const CATEGORY_NAMES: [&str; 11] = [
 ];
 
 /// The reference script's key names for a row's dimensions.
-fn key_of(row: &proto::Row, names: &[&str], grouping: G) -> Key {
+pub(crate) fn key_of(row: &proto::Row, names: &[&str], grouping: G) -> Key {
     let mut key = Key::new();
     key.insert(
         "currency".into(),
@@ -85,7 +85,7 @@ fn key_of(row: &proto::Row, names: &[&str], grouping: G) -> Key {
     key
 }
 
-fn sums(row: &proto::Row) -> Sums {
+pub(crate) fn sums(row: &proto::Row) -> Sums {
     let t = row.tokens.unwrap();
     (
         exact(row.cost.as_ref().unwrap()),
@@ -381,7 +381,7 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn reference(specs: &[Value]) -> Value {
+pub(crate) fn reference(specs: &[Value]) -> Value {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/reference/duckdb_reference.py"

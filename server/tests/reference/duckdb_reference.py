@@ -3,7 +3,7 @@
 contract (/work/shared/cur2-bedrock.md, sections 1-6), in plain DuckDB SQL.
 
 Python does only file discovery and plumbing; every rule (Bedrock row selection, principal
-parsing, model name, token kind / count, usage category, money, grouping, filters) lives in
+parsing, model name, token kind / count, usage category, routing, money, grouping, filters) lives in
 the SQL below.  It shares no code with the Rust service on purpose.
 
 Usage:
@@ -274,7 +274,10 @@ WITH bedrock AS (
     FROM bedrock
 ), s2 AS (
     SELECT *,
-           CASE WHEN ks IS NULL THEN 'none'
+           -- capacity (reserved tier, provisioned throughput) names a kind but counts no tokens
+           CASE WHEN contains(utl, 'reserved') OR contains(utl, 'provisionedthroughput')
+                  OR contains(utl, 'modelunits') THEN 'none'
+                WHEN ks IS NULL THEN 'none'
                 WHEN contains(ks, 'cache read') OR contains(ks, 'cache-read')
                   OR contains(ks, 'cache_read') OR contains(ks, 'cacheread') THEN 'cache_read'
                 WHEN contains(ks, 'cache write') OR contains(ks, 'cache-write')
@@ -286,7 +289,11 @@ WITH bedrock AS (
                  nullif(strpos(alower(ut_rest), '-input-tokens'), 0),
                  nullif(strpos(alower(ut_rest), '-output-tokens'), 0),
                  nullif(strpos(alower(ut_rest), '-cache-read-input-token-count'), 0),
-                 nullif(strpos(alower(ut_rest), '-cache-write-input-token-count'), 0))            AS cut
+                 nullif(strpos(alower(ut_rest), '-cache-write-input-token-count'), 0),
+                 nullif(strpos(alower(ut_rest), '-cache-read-tokens'), 0),
+                 nullif(strpos(alower(ut_rest), '-cache-write-tokens'), 0),
+                 nullif(strpos(alower(ut_rest), '-cache-write-1h-'), 0),
+                 nullif(strpos(alower(ut_rest), '-reserved-'), 0))                                AS cut
     FROM s1
 ), s3 AS (
     SELECT *,
@@ -327,6 +334,10 @@ SELECT
          WHEN contains(utl, 'custommodelimport') THEN 'custom_model_import'
          WHEN kind <> 'none' THEN 'on_demand'
          ELSE 'other' END                                     AS usage_category,
+    CASE WHEN contains(utl, 'cross-region-global') OR contains(utl, '_global')
+              OR contains(utl, '-global-') THEN 'cross_region_global'
+         WHEN contains(utl, 'cross-region-geo') THEN 'cross_region_geographic'
+         ELSE 'in_region' END                                 AS routing,
     kind,
     tags,
     CASE WHEN kind = 'input' THEN tokens ELSE 0 END           AS tok_input,
@@ -373,6 +384,7 @@ PLAIN_KEYS = {
     "account": "account",
     "region": "region",
     "usage_category": "usage_category",
+    "routing": "routing",
     "line_item_type": "line_item_type",
 }
 LIST_FILTERS = {
@@ -382,6 +394,7 @@ LIST_FILTERS = {
     "line_item_types": "line_item_type",
     "payer_account_ids": "payer",
     "usage_categories": "usage_category",
+    "routings": "routing",
 }
 
 
@@ -1128,6 +1141,80 @@ def _self_test_in(tmp):
     cli = json.loads(p.stdout)["results"]
     for qid in expect:
         assert canon(cli[qid]) == canon(expect[qid]), qid
+
+    _self_test_shapes_2026(w, tmp)
+
+
+def _self_test_shapes_2026(w, tmp):
+    """The usage-type shapes seen in 2026 (contract section 5), one line item each, in a root of
+    their own: token kind, token count (capacity: none), model, usage category and routing."""
+    C = os.path.join(tmp, "rootC")
+    S = "arn:aws:sts::111122223333:assumed-role/AppRole/alice@example.com"
+
+    def u(ut, amount, cost, **kw):
+        kw.setdefault("line_item_iam_principal", S)
+        return _row(line_item_usage_type=ut, line_item_usage_amount=amount, pricing_unit="1K tokens",
+                    line_item_unblended_cost=cost, **kw)
+
+    rows = [
+        # geographic cross-region routing
+        u("USE1-Claude4.5Sonnet-input-tokens-cross-region-geo", 2.0, 0.0066),
+        u("EUC1-Claude4.5Sonnet-Output-Tokens-Cross-Region-Geo", 0.5, 0.0075),
+        # mantle: `cache-write-tokens`, then routing and tier
+        u("USW2-anthropic.claude-opus-4-8-mantle-cache-write-tokens-global-standard", 3.0, 0.01875),
+        u("USW2-anthropic.claude-opus-4-8-mantle-cache-read-tokens-global-standard", 4.0, 0.002),
+        u("USW2-anthropic.claude-opus-4-8-mantle-input-tokens-global-flex", 1.0, 0.0025),
+        # one-hour cache writes, both spellings; inference_type agrees
+        u("USE1-Claude4.6Opus-cache-write-1h-input-token-count", 5.0, 0.05),
+        u("USE1-Claude4.6Opus-cache-write-1h-tokens", 6.0, 0.06,
+          product={"inference_type": "Cache write input tokens"}),
+        # reserved capacity: names input tokens (usage type AND inference_type), no caller: no tokens
+        u("USE1-Claude4.5Sonnet-reserved-3-month-input-tokens-per-minute-cross-region-geo", 1440.0, 250.0,
+          line_item_iam_principal=None, product={"inference_type": "Input tokens"}),
+        # provisioned throughput that names a token kind: no tokens either
+        u("USE1-ProvisionedThroughput-Claude-output-tokens-ModelUnits", 24.0, 480.0,
+          line_item_iam_principal=None),
+        # Marketplace `_Global`
+        u("USE1-MP:USE1_CacheReadInputTokenCount_Global-Units", 1.0, 0.0003,
+          bill_billing_entity="AWS Marketplace", line_item_product_code="abc123opaque",
+          product={"product_name": "Claude Sonnet 4.6 (Amazon Bedrock Edition)"}),
+    ]
+    d = os.path.join(C, "data", "BILLING_PERIOD=2026-05")
+    _write_parquet(w, os.path.join(d, "exp-00001.snappy.parquet"), rows)
+    con = build([C])
+    got = con.execute(
+        "SELECT model, kind, usage_category, routing, tok_input, tok_output, tok_cache_read, tok_cache_write, "
+        "CAST(cost_unblended AS VARCHAR) FROM norm ORDER BY ALL").fetchall()
+    want = sorted([
+        ("Claude4.5Sonnet", "input", "on_demand", "cross_region_geographic", 2000, 0, 0, 0, "0.0066000000"),
+        ("Claude4.5Sonnet", "output", "on_demand", "cross_region_geographic", 0, 500, 0, 0, "0.0075000000"),
+        ("anthropic.claude-opus-4-8", "cache_write", "on_demand", "cross_region_global", 0, 0, 0, 3000,
+         "0.0187500000"),
+        ("anthropic.claude-opus-4-8", "cache_read", "on_demand", "cross_region_global", 0, 0, 4000, 0,
+         "0.0020000000"),
+        ("anthropic.claude-opus-4-8", "input", "flex", "cross_region_global", 1000, 0, 0, 0, "0.0025000000"),
+        ("Claude4.6Opus", "cache_write", "on_demand", "in_region", 0, 0, 0, 5000, "0.0500000000"),
+        ("Claude4.6Opus", "cache_write", "on_demand", "in_region", 0, 0, 0, 6000, "0.0600000000"),
+        ("Claude4.5Sonnet", "none", "reserved", "cross_region_geographic", 0, 0, 0, 0, "250.0000000000"),
+        ("ProvisionedThroughput-Claude", "none", "provisioned_throughput", "in_region", 0, 0, 0, 0,
+         "480.0000000000"),
+        ("Claude Sonnet 4.6", "cache_read", "on_demand", "cross_region_global", 0, 0, 1000, 0, "0.0003000000"),
+    ])
+    assert got == want, "\n".join(map(str, got))
+    # routing as a dimension and as a filter, through the public interface
+    spec = {"start": "2026-05-01T00:00:00Z", "end": "2026-06-01T00:00:00Z", "metric": "unblended",
+            "granularity": "none"}
+    by_routing = run_query(con, dict(spec, group_by=["routing"]))
+    got = sorted((r["keys"]["routing"], r["cost"], r["input"], r["output"], r["cache_read"], r["cache_write"],
+                  r["line_items"]) for r in by_routing)
+    assert got == [
+        ("cross_region_geographic", "250.0141000000", 2000, 500, 0, 0, 3),
+        ("cross_region_global", "0.0235500000", 1000, 0, 5000, 3000, 4),
+        ("in_region", "480.1100000000", 0, 0, 0, 11000, 3),
+    ], got
+    geo = run_query(con, dict(spec, group_by=["usage_category"], filter={"routings": ["cross_region_geographic"]}))
+    got = sorted((r["keys"]["usage_category"], r["cost"], r["input"], r["output"], r["line_items"]) for r in geo)
+    assert got == [("on_demand", "0.0141000000", 2000, 500, 2), ("reserved", "250.0000000000", 0, 0, 1)], got
 
 
 if __name__ == "__main__":
