@@ -3,7 +3,8 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Args, Parser};
+use clap::{Args, Parser, ValueEnum};
+use url::Url;
 
 /// Bedrock cost attribution over CUR 2.0 exports, served over gRPC.
 #[derive(Debug, Clone, Parser)]
@@ -262,6 +263,42 @@ pub struct TelemetryConfig {
     /// 0.0.0.0:9464; no endpoint when unset. Metrics are per process.
     #[arg(long, env = "BEDROCK_ATTRIBUTION_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+
+    /// Log lines as text (for people) or JSON (one object a line, for log collectors).
+    /// RUST_LOG filters them either way.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// OTLP/gRPC endpoint to export spans to (one per RPC, snapshot build and period
+    /// read), e.g. http://otel-collector:4317; plaintext only. No export when unset.
+    /// OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES and OTEL_BSP_* apply.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_OTLP_ENDPOINT", value_name = "URL", value_parser = parse_otlp_endpoint)]
+    pub otlp_endpoint: Option<Url>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (colored on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line: timestamp, level, target, message, fields, span.
+    Json,
+}
+
+/// Parses an `http://host:port` OTLP endpoint.
+fn parse_otlp_endpoint(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s.trim())
+        .map_err(|e| format!("{s:?} is not a URL ({e}), e.g. http://otel-collector:4317"))?;
+    match url.scheme() {
+        "http" if url.host_str().is_some() => Ok(url),
+        "https" => Err(format!(
+            "{s:?}: TLS to the collector is not built in; use a plaintext http:// endpoint (a collector beside the server)"
+        )),
+        _ => Err(format!(
+            "{s:?} is not an http://host:port endpoint, e.g. http://otel-collector:4317"
+        )),
+    }
 }
 
 /// Cores of the machine (2 when unknown): the default of every per-core limit.
@@ -321,6 +358,8 @@ mod tests {
             c.telemetry.metrics_listen, None,
             "no metrics endpoint by default"
         );
+        assert_eq!(c.telemetry.log_format, LogFormat::Text);
+        assert_eq!(c.telemetry.otlp_endpoint, None);
         let d = StoreConfig::default();
         let s = &c.data.store;
         assert_eq!(
@@ -345,6 +384,35 @@ mod tests {
             "flag defaults and StoreConfig::default agree"
         );
         assert_eq!(s.store_backoff_base, d.store_backoff_base);
+    }
+
+    #[test]
+    fn telemetry_flags_parse() {
+        let c = Config::try_parse_from([
+            "x",
+            "--metrics-listen",
+            "0.0.0.0:9464",
+            "--log-format",
+            "json",
+            "--otlp-endpoint",
+            "http://otel-collector:4317",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let t = &c.telemetry;
+        assert_eq!(t.metrics_listen.map(|a| a.port()), Some(9464));
+        assert_eq!(t.log_format, LogFormat::Json);
+        assert_eq!(
+            t.otlp_endpoint.as_ref().map(Url::as_str),
+            Some("http://otel-collector:4317/")
+        );
+        for bad in [
+            ["x", "--otlp-endpoint", "https://collector:4317"],
+            ["x", "--otlp-endpoint", "collector:4317"],
+            ["x", "--log-format", "xml"],
+            ["x", "--metrics-listen", "9464"],
+        ] {
+            assert!(Config::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -11,8 +11,21 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    telemetry::init();
     let mut config = Config::parse();
+    let telemetry = match telemetry::init(&config.telemetry) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = serve(&mut config).await;
+    // The spans of the last requests and of the shutdown are still buffered.
+    telemetry.shutdown().await;
+    code
+}
+
+async fn serve(config: &mut Config) -> ExitCode {
     if config.data.demo {
         let root = config.data.demo_dir.join("acme-cur2");
         if root.exists()
@@ -43,7 +56,7 @@ async fn main() -> ExitCode {
     }
     let result = async {
         let catalog = server::catalog_from(&config.data)?;
-        let handle = server::start(&config, catalog).await?;
+        let handle = server::start(config, catalog).await?;
         handle.run_until(server::shutdown_signal()).await
     }
     .await;

@@ -258,12 +258,15 @@ impl Catalog {
         let built = self.build().instrument(span.clone()).await;
         match &built {
             Ok(snapshot) => {
-                span.record("version", snapshot.version);
-                span.record("periods", snapshot.periods.len());
-                span.record("reread", snapshot.stats.reread);
-                span.record("reused", snapshot.stats.reused);
-                span.record("failed", snapshot.stats.failed);
-                span.record("line_items", snapshot.line_items());
+                // Counts as i64 (OpenTelemetry exports unsigned integers as strings);
+                // the version, a digest, as its decimal string.
+                let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+                span.record("version", snapshot.version.to_string().as_str());
+                span.record("periods", count(snapshot.periods.len()));
+                span.record("reread", count(snapshot.stats.reread));
+                span.record("reused", count(snapshot.stats.reused));
+                span.record("failed", count(snapshot.stats.failed));
+                span.record("line_items", count(snapshot.line_items()));
             }
             Err(_) => crate::telemetry::metrics::snapshot_failed(started.elapsed()),
         }
@@ -435,7 +438,7 @@ impl Catalog {
             "period.read",
             source = source.url(),
             period = %files.period,
-            files = files.files.len(),
+            files = i64::try_from(files.files.len()).unwrap_or(i64::MAX),
             from_cache = Empty,
         );
         self.read_period_in(source, files, dicts, &span)

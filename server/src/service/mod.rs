@@ -258,7 +258,7 @@ fn count_scan(snapshot: &Snapshot, spec: &QuerySpec, rows: usize) {
     telemetry::metrics::rows_scanned(rows, used.fine, used.daily, used.monthly);
 }
 
-/// The domain spec of a request, recorded on the RPC's span.
+/// The domain spec of a request (the handler records it on the RPC's span once final).
 fn spec(
     range: Option<&pb::TimeRange>,
     filter: Option<&pb::Filter>,
@@ -276,7 +276,6 @@ fn spec(
         dimensions,
         allocation: false,
     };
-    record_spec(&spec);
     Ok(spec)
 }
 
@@ -384,6 +383,7 @@ impl AttributionService for AttributionApi {
             r.granularity,
             dimensions,
         )?;
+        record_spec(&spec);
         let fp = fingerprint("TokenUsage", r, |m| {
             m.page_token.clear();
             m.page_size = 0;
@@ -414,6 +414,7 @@ impl AttributionService for AttributionApi {
             0,
             vec![Dimension::Principal(grouping)],
         )?;
+        record_spec(&spec);
         let fp = fingerprint("ListPrincipals", r, |m| {
             m.page_token.clear();
             m.page_size = 0;
@@ -447,6 +448,7 @@ impl AttributionService for AttributionApi {
     ) -> Result<Response<pb::ListTagKeysResponse>, Status> {
         let r = request.get_ref();
         let spec = spec(r.time_range.as_ref(), r.filter.as_ref(), 0, 0, Vec::new())?;
+        record_spec(&spec);
         let fp = fingerprint("ListTagKeys", r, |m| {
             m.page_token.clear();
             m.page_size = 0;
@@ -505,6 +507,7 @@ impl AttributionService for AttributionApi {
             0,
             vec![Dimension::Model],
         )?;
+        record_spec(&spec);
         let fp = fingerprint("ListModels", r, |m| {
             m.page_token.clear();
             m.page_size = 0;

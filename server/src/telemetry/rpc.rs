@@ -129,6 +129,7 @@ where
             grouping = Empty,
             rows = Empty,
         );
+        super::parent_from_headers(&span, request.headers());
         let mut finish = Finish {
             rpc,
             span: span.clone(),
@@ -287,7 +288,8 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
-/// Records a query's range and grouping on the current RPC's span.
+/// Records a query's range and grouping on the current RPC's span (once: OpenTelemetry
+/// keeps every value recorded).
 pub fn record_spec(spec: &QuerySpec) {
     let span = Span::current();
     let time =
@@ -338,7 +340,8 @@ fn grouping(spec: &QuerySpec) -> String {
 
 /// Records the rows an RPC returns, on its span and in [`super::metrics::ROWS_RETURNED`].
 pub fn record_rows(method: &'static str, rows: usize) {
-    Span::current().record("rows", rows as u64);
+    // As i64: OpenTelemetry has no unsigned integers, and exports a u64 as a string.
+    Span::current().record("rows", i64::try_from(rows).unwrap_or(i64::MAX));
     super::metrics::rows_returned(method, rows);
 }
 

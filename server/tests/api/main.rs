@@ -21,3 +21,4 @@ mod refresh;
 mod s3;
 mod s3fixture;
 mod shapes_2026;
+mod traces;

@@ -1,7 +1,8 @@
 //! The server binary as a child process, for what is process-wide and so cannot be
 //! observed on an in-process server shared with concurrent tests: the Prometheus
 //! recorder and the tracing subscriber. It binds `127.0.0.1:0`; the addresses come from
-//! its own log lines, and readiness from the health service's Watch stream.
+//! its own log lines (text or JSON), and readiness from the health service's Watch
+//! stream.
 
 use std::{
     net::SocketAddr,
@@ -27,19 +28,30 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     /// The metrics address, when asked for.
     pub metrics: Option<SocketAddr>,
+    /// Its stderr, line by line, after the listening lines.
+    pub log: mpsc::Receiver<String>,
 }
 
 impl ServerProcess {
     /// Starts the server over the local `export` with `extra` flags and waits until it
     /// serves.
     pub async fn start(export: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(export, extra, &[]).await
+    }
+
+    /// [`ServerProcess::start`] with environment variables.
+    pub async fn start_with_env(export: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
-        Self::serve(&[format!("file://{}", export.display())], &extra).await
+        Self::serve_with_env(&[format!("file://{}", export.display())], &extra, env).await
     }
 
     /// Starts the server over `sources` (any URLs) with `extra` flags and waits until
     /// it serves.
     pub async fn serve(sources: &[String], extra: &[String]) -> Self {
+        Self::serve_with_env(sources, extra, &[]).await
+    }
+
+    async fn serve_with_env(sources: &[String], extra: &[String], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bedrock-attribution-server"))
             .args([
                 "--listen",
@@ -52,6 +64,7 @@ impl ServerProcess {
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -86,6 +99,7 @@ impl ServerProcess {
             child: Some(child),
             addr,
             metrics,
+            log,
         };
         server.serving().await;
         server
@@ -166,8 +180,14 @@ impl Drop for ServerProcess {
     }
 }
 
-/// The `addr=` of a log line whose message is `message`.
+/// The `addr` field of a log line whose message is `message`, as text or JSON.
 fn listening(line: &str, message: &str) -> Option<SocketAddr> {
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
+        if json["message"] != message {
+            return None;
+        }
+        return json["addr"].as_str()?.parse().ok();
+    }
     let at = line.find(&format!("{message} addr="))?;
     let rest = &line[at + message.len() + " addr=".len()..];
     rest.split_whitespace().next()?.parse().ok()
