@@ -88,6 +88,10 @@ struct Args {
     /// Longest wait for the server to answer SERVING.
     #[arg(long, default_value_t = 1800)]
     start_timeout_seconds: u64,
+    /// Ask the questions and run the load against a server already serving the dataset
+    /// at this URL (for profiling it), instead of starting one.
+    #[arg(long)]
+    attach: Option<String>,
 }
 
 /// `10000000`, `10M`, `200k`, `1.5M`.
@@ -1046,6 +1050,47 @@ fn print_growth(reports: &[Report]) {
     }
 }
 
+/// The questions and the load against a server someone else started.
+async fn attached(args: &Args, url: &str, data: &Dataset) {
+    let client = Client::connect(url.to_owned()).await.expect("connect");
+    let (span_start, span_end) = data.cfg.span();
+    let busy_arn = busiest_caller(&client, span_start, span_end).await;
+    for question in QUESTIONS {
+        let mut times = Vec::new();
+        for k in 1..=args.runs {
+            let end = span_end - chrono::Duration::hours(k as i64);
+            let t0 = Instant::now();
+            if let Err(e) = question.ask(&client, span_start, end, &busy_arn).await {
+                println!("{}: {e}", question.label());
+            }
+            times.push(t0.elapsed().as_secs_f64());
+        }
+        println!(
+            "{:<40} new median {:>9.1} ms",
+            question.label(),
+            median(&times) * 1e3
+        );
+    }
+    if !args.skip_load {
+        let r = load(
+            url,
+            args.load_callers,
+            args.load_seconds,
+            (span_start, span_end),
+            args.runs as i64 + 1,
+            &busy_arn,
+        )
+        .await;
+        println!(
+            "load: {:.1} answers/s, p50 {:.1} ms, p99 {:.1} ms, errors {:?}",
+            r.ok as f64 / r.elapsed_s,
+            median(&r.latencies_s) * 1e3,
+            percentile(&r.latencies_s, 0.99) * 1e3,
+            r.errors
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -1067,6 +1112,10 @@ async fn main() {
     for rows in args.rows.clone() {
         let data = dataset(&args, rows);
         if args.generate_only {
+            continue;
+        }
+        if let Some(url) = &args.attach {
+            attached(&args, url, &data).await;
             continue;
         }
         let report = bench_size(&args, &bin, data).await;

@@ -6,9 +6,7 @@ use datafusion::{
     arrow::{
         array::{Array, ArrayRef, AsArray, RecordBatch},
         compute::cast,
-        datatypes::{
-            DataType, Decimal128Type, Int64Type, TimeUnit, TimestampMicrosecondType, UInt8Type,
-        },
+        datatypes::{DataType, Decimal128Type, Int64Type, UInt8Type},
     },
     prelude::SessionContext,
 };
@@ -167,15 +165,10 @@ fn read_rows(
     let currency = cast(column(batch, out::CURRENCY)?, &DataType::Utf8)?;
     let currency = currency.as_string::<i32>();
     let bucket = match batch.column_by_name(out::BUCKET) {
-        Some(b) => Some(cast(
-            b,
-            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        )?),
+        Some(b) => Some(cast(b, &DataType::Int64)?),
         None => None,
     };
-    let bucket = bucket
-        .as_ref()
-        .map(|b| b.as_primitive::<TimestampMicrosecondType>());
+    let bucket = bucket.as_ref().map(|b| b.as_primitive::<Int64Type>());
     let keys = dimensions
         .iter()
         .enumerate()

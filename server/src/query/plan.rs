@@ -15,7 +15,7 @@ use std::sync::Arc;
 use datafusion::{
     arrow::{
         array::{ArrayRef, RecordBatch, StringArray, UInt32Array},
-        datatypes::{DataType, Field, Schema},
+        datatypes::{DataType, Field, Schema, TimeUnit},
     },
     common::{JoinType, ScalarValue},
     dataframe::DataFrame,
@@ -44,7 +44,7 @@ use crate::{
 pub mod out {
     /// Currency code, always the first group key.
     pub const CURRENCY: &str = "g_currency";
-    /// Start of the time bucket (when a granularity is set).
+    /// Start of the time bucket (when a granularity is set), µs since the epoch.
     pub const BUCKET: &str = "g_bucket";
     /// Sum of the cost metric (fully loaded with allocation), in units of 1e-10.
     pub const COST: &str = "cost";
@@ -85,7 +85,31 @@ pub fn rows(
     spec: &QuerySpec,
     choice: LayerChoice,
 ) -> Result<DataFrame, Error> {
-    let pieces = pieces(snapshot, spec, choice)?;
+    rows_of(ctx, snapshot, spec, pieces(snapshot, spec, choice)?)
+}
+
+/// Layer rows up to which a plan runs in one partition. Splitting a small scan over
+/// cores costs more (a repartition and a second aggregation step per query) than it
+/// saves: under load, cores are better spent on other queries.
+pub const ONE_PARTITION_ROWS: usize = 400_000;
+
+/// `ctx` for a plan reading `rows` layer rows: itself, or the same session with one
+/// target partition for a small scan.
+fn session_for(ctx: &SessionContext, rows: usize) -> Option<SessionContext> {
+    if rows > ONE_PARTITION_ROWS || ctx.copied_config().target_partitions() == 1 {
+        return None;
+    }
+    let mut state = ctx.state();
+    state.config_mut().options_mut().execution.target_partitions = 1;
+    Some(SessionContext::new_with_state(state))
+}
+
+fn rows_of(
+    ctx: &SessionContext,
+    snapshot: &Snapshot,
+    spec: &QuerySpec,
+    pieces: Pieces,
+) -> Result<DataFrame, Error> {
     let ids = id_predicate(spec, &snapshot.dicts);
     let partitions = ctx.copied_config().target_partitions().max(1);
     let table = |batches: Vec<RecordBatch>| -> Result<DataFrame, Error> {
@@ -142,6 +166,16 @@ pub struct LayerUse {
     pub subtracted: usize,
 }
 
+impl Pieces {
+    fn rows(&self) -> usize {
+        [&self.whole, &self.partial, &self.subtract]
+            .iter()
+            .flat_map(|v| v.iter())
+            .map(RecordBatch::num_rows)
+            .sum()
+    }
+}
+
 impl LayerUse {
     /// Rows read in all.
     pub fn rows(&self) -> usize {
@@ -191,12 +225,7 @@ pub fn layer_use(snapshot: &Snapshot, spec: &QuerySpec) -> Result<LayerUse, Erro
 
 /// Layer rows a spec's plan reads (after cutting to filtered callers).
 pub fn rows_to_scan(snapshot: &Snapshot, spec: &QuerySpec) -> Result<usize, Error> {
-    let p = pieces(snapshot, spec, LayerChoice::Coarsest)?;
-    Ok([&p.whole, &p.partial, &p.subtract]
-        .iter()
-        .flat_map(|v| v.iter())
-        .map(RecordBatch::num_rows)
-        .sum())
+    Ok(pieces(snapshot, spec, LayerChoice::Coarsest)?.rows())
 }
 
 fn pieces(snapshot: &Snapshot, spec: &QuerySpec, choice: LayerChoice) -> Result<Pieces, Error> {
@@ -361,6 +390,20 @@ fn dictionary_values(d: &Dictionary) -> ArrayRef {
     Arc::new(d.to_array())
 }
 
+/// The start of the `unit` bucket of each row, as µs since the epoch (`Int64`).
+///
+/// `date_trunc` on a timestamp with a time zone (even UTC) converts every value through
+/// the zone's calendar, which took half the CPU of a loaded server; on the same instants
+/// without a zone it truncates hours and days arithmetically. Layer times are UTC, so
+/// dropping the zone changes no value.
+fn bucket_start(unit: &str) -> Expr {
+    let naive = cast(
+        cast(col(c::USAGE_START), DataType::Int64),
+        DataType::Timestamp(TimeUnit::Microsecond, None),
+    );
+    cast(date_trunc(lit(unit), naive), DataType::Int64)
+}
+
 /// The grouped aggregate of a spec over a snapshot, as one DataFrame whose columns are
 /// named by [`out`].
 pub fn plan(
@@ -379,13 +422,16 @@ pub fn plan_with(
     choice: LayerChoice,
 ) -> Result<DataFrame, Error> {
     let dicts = &snapshot.dicts;
-    let df = rows(ctx, snapshot, spec, choice)?;
+    let pieces = pieces(snapshot, spec, choice)?;
+    let small = session_for(ctx, pieces.rows());
+    let ctx = small.as_ref().unwrap_or(ctx);
+    let df = rows_of(ctx, snapshot, spec, pieces)?;
 
     // 1. Sum by ids: cheap integer keys over the layer rows.
     let key = |i: usize| format!("k_dim_{i}");
     let mut groups = vec![col(c::CURRENCY).alias("k_currency")];
     if let Some(unit) = spec.granularity.trunc_unit() {
-        groups.push(date_trunc(lit(unit), col(c::USAGE_START)).alias(out::BUCKET));
+        groups.push(bucket_start(unit).alias(out::BUCKET));
     }
     for (i, dimension) in spec.dimensions.iter().enumerate() {
         let column = match dimension {
