@@ -1,9 +1,11 @@
 //! Observability of the real server binary: the Prometheus endpoint after a few calls,
-//! parsed with a Prometheus text-format parser, with exact counter values.
+//! parsed with a Prometheus text-format parser, with exact counter values; and the
+//! Grafana dashboard (`k8s/grafana/`) queries exactly the metrics the server exports.
 
-use std::sync::atomic::Ordering;
+use std::{collections::BTreeSet, sync::atomic::Ordering};
 
 use bedrock_attribution_client::proto;
+use bedrock_attribution_server::telemetry::metrics::ALL;
 use prometheus_parse::{Sample, Scrape, Value};
 use tonic::Code;
 
@@ -259,6 +261,65 @@ async fn metrics_count_exactly_what_was_asked() {
     server.terminate().await;
 }
 
+/// The metric names of a scrape: a histogram's `_bucket`, `_sum` and `_count` series
+/// under its base name.
+fn names(scrape: &Scrape) -> BTreeSet<String> {
+    let histograms: BTreeSet<&str> = scrape
+        .samples
+        .iter()
+        .filter(|s| matches!(s.value, Value::Histogram(_)))
+        .map(|s| s.metric.as_str())
+        .collect();
+    scrape
+        .samples
+        .iter()
+        .map(|s| base_name(&s.metric, &histograms))
+        .collect()
+}
+
+fn base_name(name: &str, histograms: &BTreeSet<&str>) -> String {
+    for suffix in ["_bucket", "_sum", "_count"] {
+        if let Some(base) = name.strip_suffix(suffix)
+            && histograms.contains(base)
+        {
+            return base.to_owned();
+        }
+    }
+    name.to_owned()
+}
+
+/// Every metric name the dashboard mentions, in any query, variable or text.
+fn dashboard_names(histograms: &BTreeSet<&str>) -> BTreeSet<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../k8s/grafana/bedrock-attribution.json"
+    );
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let json: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"));
+    let mut strings = Vec::new();
+    let mut stack = vec![&json];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::String(s) => strings.push(s.as_str()),
+            serde_json::Value::Array(a) => stack.extend(a),
+            serde_json::Value::Object(o) => stack.extend(o.values()),
+            _ => {}
+        }
+    }
+    let mut out = BTreeSet::new();
+    for s in strings {
+        for (at, _) in s.match_indices("bedrock_attribution_") {
+            let name: String = s[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            out.insert(base_name(&name, histograms));
+        }
+    }
+    out
+}
+
 /// The sum of the values of counter samples.
 fn sum(samples: &[&Sample]) -> f64 {
     samples
@@ -279,7 +340,7 @@ async fn object_store_attempts_retries_and_failures_are_counted() {
     // Every read: a 503 SlowDown, then a dropped connection, then served.
     s3.faults.fail_first_attempts(1, 1);
     let mut flags = s3.store_args();
-    flags.extend(["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()]);
+    flags.extend(["--metrics-listen", "127.0.0.1:0", "--small-query-rows", "0"].map(String::from));
     let server = ServerProcess::serve(&[s3.url(PREFIX)], &flags).await;
     let m = scrape(&server).await;
     let slowdowns = s3.faults.slowdowns.load(Ordering::SeqCst) as f64;
@@ -344,5 +405,35 @@ async fn object_store_attempts_retries_and_failures_are_counted() {
         stale.iter().all(|s| s.value == Value::Gauge(1.0)),
         "{stale:?}"
     );
+
+    // One query too, and every metric has been exported: the dashboard queries exactly
+    // those, and the server exports nothing undocumented.
+    server
+        .client()
+        .await
+        .cost_by_tag(proto::CostByTagRequest {
+            time_range: range("2026-07-01T00:00:00Z", "2026-08-01T00:00:00Z"),
+            tag_key: "iamPrincipal/team".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let m = scrape(&server).await;
+    let exported = names(&m);
+    let histograms: BTreeSet<&str> = m
+        .samples
+        .iter()
+        .filter(|s| matches!(s.value, Value::Histogram(_)))
+        .map(|s| s.metric.as_str())
+        .collect();
+    let documented: BTreeSet<String> = ALL.iter().map(|n| (*n).to_owned()).collect();
+    let dashboard = dashboard_names(&histograms);
+    let missing: Vec<_> = dashboard.difference(&exported).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries metrics the server does not export: {missing:?}"
+    );
+    assert_eq!(exported, documented, "exported vs telemetry::metrics::ALL");
+    assert_eq!(dashboard, documented, "the dashboard shows every metric");
     server.terminate().await;
 }
