@@ -220,6 +220,14 @@ impl Catalog {
         }
     }
 
+    /// Waits until the layers of every period built so far are persisted (they are
+    /// written behind the snapshot that serves them).
+    pub async fn flush_cache(&self) {
+        if let Some(cache) = &self.cache {
+            cache.flush().await;
+        }
+    }
+
     /// The shared DataFusion session.
     pub fn session(&self) -> &SessionContext {
         &self.ctx
@@ -480,7 +488,7 @@ impl Catalog {
                 )
                 .await?;
                 if let Some(cache) = &self.cache {
-                    cache.store(source.url(), files, &loaded).await;
+                    cache.store(source.url(), files, &loaded);
                 }
                 loaded
             }

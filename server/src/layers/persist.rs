@@ -14,7 +14,7 @@ use std::{
     fs,
     io::Cursor,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
 };
 
 use datafusion::arrow::{
@@ -51,6 +51,9 @@ const DICTIONARIES: [&str; 6] = [
 pub struct LayerCache {
     root: PathBuf,
     rule: String,
+    /// Writes under way: a period is served as soon as it is built, and persisted
+    /// behind it; [`LayerCache::flush`] waits for them.
+    writes: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -101,6 +104,7 @@ impl LayerCache {
         Self {
             root,
             rule: rule.product_codes().join(","),
+            writes: Arc::default(),
         }
     }
 
@@ -147,28 +151,49 @@ impl LayerCache {
         }
     }
 
-    /// Persists a built period; failures are logged (the period is served anyway).
-    pub async fn store(&self, source: &str, files: &PeriodFiles, period: &LoadedPeriod) {
+    /// Persists a built period in the background; failures are logged (the period is
+    /// served anyway). Writes run one at a time, in the order asked, so a period's newer
+    /// version is never removed by the end of an older one's write.
+    pub fn store(&self, source: &str, files: &PeriodFiles, period: &LoadedPeriod) {
         let dir = self.entry(source, files);
-        let (cache, source_owned, files_owned, period) = (
+        let (cache, source, files, period) = (
             self.clone(),
             source.to_owned(),
             files.clone(),
             period.clone(),
         );
-        let task_dir = dir.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            cache.write_entry(&task_dir, &source_owned, &files_owned, &period)
-        })
-        .await;
-        match written {
-            Ok(Ok(bytes)) => {
-                tracing::info!(period = %files.period, source, dir = %dir.display(), bytes, "layers persisted")
+        let mut writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        writes.retain(|w| !w.is_finished());
+        let previous = writes.pop();
+        writes.push(tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
             }
-            Ok(Err(e)) => {
-                tracing::warn!(period = %files.period, source, dir = %dir.display(), error = %e, "cannot persist the layers; the next start reads the export again")
+            let task_dir = dir.clone();
+            let task_source = source.clone();
+            let task_files = files.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                cache.write_entry(&task_dir, &task_source, &task_files, &period)
+            })
+            .await;
+            match written {
+                Ok(Ok(bytes)) => {
+                    tracing::info!(period = %files.period, source, dir = %dir.display(), bytes, "layers persisted")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(period = %files.period, source, dir = %dir.display(), error = %e, "cannot persist the layers; the next start reads the export again")
+                }
+                Err(e) => tracing::warn!(error = %e, "persisting the layers stopped"),
             }
-            Err(e) => tracing::warn!(error = %e, "persisting the layers stopped"),
+        }));
+    }
+
+    /// Waits until every period asked to be stored is written (or has failed).
+    pub async fn flush(&self) {
+        let pending =
+            std::mem::take(&mut *self.writes.lock().unwrap_or_else(PoisonError::into_inner));
+        for write in pending {
+            let _ = write.await;
         }
     }
 

@@ -94,6 +94,8 @@ impl ServerHandle {
         let _ = self.shutdown.send(true);
         self.refresher.abort();
         let served = self.serve.await;
+        // A period built just before the signal is still being written to the cache.
+        self.catalog.flush_cache().await;
         // Scrapes go on while requests drain; the endpoint stops last.
         if let Some((_, metrics)) = self.metrics {
             metrics.abort();

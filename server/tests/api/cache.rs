@@ -122,6 +122,8 @@ async fn a_new_version_of_a_period_replaces_its_cache_entry() {
     write(1.0);
     let flags = ["--cache-dir".to_owned(), cache.path().display().to_string()];
     let server = serve(&[file_url(dir.path())], &flags).await;
+    // Layers are written behind the snapshot that serves them.
+    server.handle.catalog().flush_cache().await;
     assert_eq!(entries(cache.path()).len(), 1);
     let first = entries(cache.path());
     write(2.0);
@@ -131,6 +133,7 @@ async fn a_new_version_of_a_period_replaces_its_cache_entry() {
         .await
         .unwrap();
     assert_eq!(r.periods_reread, 1);
+    server.handle.catalog().flush_cache().await;
     let now = entries(cache.path());
     assert_eq!(now.len(), 1, "the earlier version's entry is removed");
     assert_ne!(now, first);
