@@ -59,7 +59,7 @@ pub struct GlobalArgs {
     pub timeout: u64,
 }
 
-/// The subcommands, one per RPC.
+/// The subcommands: one per RPC, and the chargeback export.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Cost grouped by the IAM principal that made the call.
@@ -78,6 +78,10 @@ pub enum Command {
     Status,
     /// Make the server re-read its sources now.
     Refresh,
+    /// One month's fully loaded cost, tokens and cost per million tokens per team (value
+    /// of a tag key, UNTAGGED included), as CSV for a finance system or Parquet for BI
+    /// tools. The rows are checked to add up to the month's totals before writing.
+    Chargeback(super::chargeback::ChargebackArgs),
 }
 
 /// Output format.

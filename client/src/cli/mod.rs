@@ -5,6 +5,7 @@
 //! parses, [`request`] builds requests, the `render_*` functions print fixed answers.
 
 pub mod args;
+pub mod chargeback;
 mod labels;
 mod lists;
 pub mod request;
@@ -45,6 +46,24 @@ pub enum CliError {
     /// Writing JSON failed.
     #[error("cannot write json")]
     Json(#[from] serde_json::Error),
+    /// Building the Arrow batch of an export failed.
+    #[error("cannot build the arrow batch")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// Writing Parquet failed.
+    #[error("cannot write parquet")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// An answer's rows do not add up, so nothing was written.
+    #[error("the answer does not reconcile, nothing written: {reason}")]
+    Reconcile {
+        /// What does not add up.
+        reason: String,
+    },
+    /// The arguments cannot work together.
+    #[error("{reason}")]
+    Usage {
+        /// What to change.
+        reason: String,
+    },
 }
 
 impl CliError {
@@ -52,7 +71,13 @@ impl CliError {
     pub fn code(&self) -> tonic::Code {
         match self {
             CliError::Client(e) => e.code(),
-            CliError::Io(_) | CliError::Csv(_) | CliError::Json(_) => tonic::Code::Unknown,
+            CliError::Io(_)
+            | CliError::Csv(_)
+            | CliError::Json(_)
+            | CliError::Arrow(_)
+            | CliError::Parquet(_)
+            | CliError::Reconcile { .. } => tonic::Code::Unknown,
+            CliError::Usage { .. } => tonic::Code::InvalidArgument,
         }
     }
 
@@ -90,7 +115,11 @@ impl CliError {
                 _ => None,
             },
             CliError::Json(e) => e.io_error_kind(),
-            CliError::Client(_) => None,
+            CliError::Client(_)
+            | CliError::Arrow(_)
+            | CliError::Parquet(_)
+            | CliError::Reconcile { .. }
+            | CliError::Usage { .. } => None,
         };
         kind == Some(io::ErrorKind::BrokenPipe)
     }
@@ -195,6 +224,7 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
             let refresh = client.refresh(proto::RefreshRequest {}).await?;
             render_refresh(out, format, &refresh)
         }
+        Command::Chargeback(args) => chargeback::run(&client, args, out).await,
     }
 }
 

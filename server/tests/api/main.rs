@@ -5,6 +5,7 @@
 
 mod allocation;
 mod cache;
+mod chargeback;
 mod common;
 mod differential;
 mod drift;
