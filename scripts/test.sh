@@ -19,6 +19,11 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
+# A test binary that fails to build (or a crash) prints no failed count: count it as one.
+if [ "$status" -ne 0 ] && ! grep -Eq "^test result: FAILED" "$log"; then
+    echo "cargo test exited $status before reporting a failed test"
+    echo "test result: FAILED. 0 passed; 1 failed; (cargo test did not finish)" | tee -a "$log"
+fi
 # The client checks run the debug server and CLI; cargo test has just built them, so this
 # is a no-op unless a test target failed to build.
 cargo build -p bedrock-attribution-server -p bedrock-attribution-client --locked || status=$?
