@@ -17,7 +17,12 @@ versions=(1.30.0 1.37.0)
 overlays=(dev prod)
 
 bin="$(scripts/python-tools.sh)"
-command -v kubectl >/dev/null || { echo "kubectl is missing (Debian package kubectl)" >&2; exit 1; }
+if ! command -v kubectl >/dev/null && command -v apt-get >/dev/null; then
+    echo "installing kubectl (package kubectl)" >&2
+    apt-get install -y -qq kubectl >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq kubectl >/dev/null 2>&1; } || true
+fi
+command -v kubectl >/dev/null || { echo "kubectl is missing (package kubectl)" >&2; exit 1; }
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 passed=0
