@@ -624,6 +624,35 @@ async fn load(
     result
 }
 
+/// The load test with the arguments' callers and duration, after the new-question
+/// runs' hours, printed in one line.
+async fn load_and_report(
+    args: &Args,
+    url: &str,
+    span: (DateTime<Utc>, DateTime<Utc>),
+    busy_arn: &str,
+) -> LoadResult {
+    let result = load(
+        url,
+        args.load_callers,
+        args.load_seconds,
+        span,
+        args.runs as i64 + 1,
+        busy_arn,
+    )
+    .await;
+    println!(
+        "load: {} callers x {} s: {:.1} answers/s, p50 {:.1} ms, p99 {:.1} ms, errors {:?}",
+        args.load_callers,
+        args.load_seconds,
+        result.ok as f64 / result.elapsed_s,
+        median(&result.latencies_s) * 1e3,
+        percentile(&result.latencies_s, 0.99) * 1e3,
+        result.errors
+    );
+    result
+}
+
 // ------------------------------------------------------------------------------------
 // DuckDB
 // ------------------------------------------------------------------------------------
@@ -775,25 +804,7 @@ async fn bench_size(args: &Args, bin: &Path, data: Dataset) -> Report {
     let load = if args.skip_load {
         None
     } else {
-        let result = load(
-            &server.url(),
-            args.load_callers,
-            args.load_seconds,
-            (span_start, span_end),
-            args.runs as i64 + 1,
-            &busy_arn,
-        )
-        .await;
-        println!(
-            "load: {} callers x {} s: {:.1} answers/s, p50 {:.1} ms, p99 {:.1} ms, errors {:?}",
-            args.load_callers,
-            args.load_seconds,
-            result.ok as f64 / result.elapsed_s,
-            median(&result.latencies_s) * 1e3,
-            percentile(&result.latencies_s, 0.99) * 1e3,
-            result.errors
-        );
-        Some(result)
+        Some(load_and_report(args, &server.url(), (span_start, span_end), &busy_arn).await)
     };
     let (peak_end, rss_end) = memory(&server.pid());
     drop(client);
@@ -1072,22 +1083,7 @@ async fn attached(args: &Args, url: &str, data: &Dataset) {
         );
     }
     if !args.skip_load {
-        let r = load(
-            url,
-            args.load_callers,
-            args.load_seconds,
-            (span_start, span_end),
-            args.runs as i64 + 1,
-            &busy_arn,
-        )
-        .await;
-        println!(
-            "load: {:.1} answers/s, p50 {:.1} ms, p99 {:.1} ms, errors {:?}",
-            r.ok as f64 / r.elapsed_s,
-            median(&r.latencies_s) * 1e3,
-            percentile(&r.latencies_s, 0.99) * 1e3,
-            r.errors
-        );
+        load_and_report(args, url, (span_start, span_end), &busy_arn).await;
     }
 }
 

@@ -85,6 +85,36 @@ pub(crate) fn key_of(row: &proto::Row, names: &[&str], grouping: G) -> Key {
     key
 }
 
+/// The reference's rows of one answer, by key (`allocated` only where it answered one).
+pub(crate) fn reference_rows(rows: &Value, id: &str) -> BTreeMap<Key, Sums> {
+    rows.as_array()
+        .unwrap_or_else(|| panic!("no reference answer for {id}"))
+        .iter()
+        .map(|row| {
+            let key: Key = row["keys"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned)))
+                .collect();
+            let n = |f: &str| row[f].as_i64().unwrap();
+            let cost: Decimal = row["cost"].as_str().unwrap().parse().unwrap();
+            (
+                key,
+                (
+                    cost,
+                    n("input"),
+                    n("output"),
+                    n("cache_read"),
+                    n("cache_write"),
+                    n("line_items"),
+                    row["allocated"].as_str().map(|a| a.parse().unwrap()),
+                ),
+            )
+        })
+        .collect()
+}
+
 pub(crate) fn sums(row: &proto::Row) -> Sums {
     let t = row.tokens.unwrap();
     (
@@ -463,33 +493,7 @@ async fn answers_equal_duckdb_on_the_same_files() {
             "{}: a group appears twice",
             case.id
         );
-        let theirs: BTreeMap<Key, Sums> = expected["results"][case.id]
-            .as_array()
-            .unwrap_or_else(|| panic!("no reference answer for {}", case.id))
-            .iter()
-            .map(|row| {
-                let key: Key = row["keys"]
-                    .as_object()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned)))
-                    .collect();
-                let n = |f: &str| row[f].as_i64().unwrap();
-                let cost: Decimal = row["cost"].as_str().unwrap().parse().unwrap();
-                (
-                    key,
-                    (
-                        cost,
-                        n("input"),
-                        n("output"),
-                        n("cache_read"),
-                        n("cache_write"),
-                        n("line_items"),
-                        row["allocated"].as_str().map(|a| a.parse().unwrap()),
-                    ),
-                )
-            })
-            .collect();
+        let theirs = reference_rows(&expected["results"][case.id], case.id);
         assert!(
             !theirs.is_empty(),
             "{}: the reference found nothing, the case tests nothing",

@@ -11,12 +11,11 @@ use bedrock_attribution_client::proto::{self, Dimension as D, PrincipalGrouping 
 use bedrock_attribution_server::demo::generator::{
     RESERVED_DAILY_COST, RESERVED_DAYS, SHAPES_2026_MODELS,
 };
-use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use crate::{
     common::{TestServer, d, exact, range, small_export, sum_rows, totals},
-    reference::{Key, Sums, key_of, reference, sums},
+    reference::{Key, Sums, key_of, reference, reference_rows, sums},
 };
 
 /// Input, output, cache read and cache write tokens, and line items.
@@ -42,35 +41,6 @@ fn spec(id: &str, group_by: &[&str]) -> Value {
         "id": id, "start": ALL.0, "end": ALL.1, "metric": "unblended", "granularity": "monthly",
         "group_by": group_by, "filter": {"models": SHAPES_2026_MODELS},
     })
-}
-
-fn theirs(rows: &Value) -> BTreeMap<Key, Sums> {
-    rows.as_array()
-        .unwrap_or_else(|| panic!("no reference rows: {rows}"))
-        .iter()
-        .map(|row| {
-            let key: Key = row["keys"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned)))
-                .collect();
-            let n = |f: &str| row[f].as_i64().unwrap();
-            let cost: Decimal = row["cost"].as_str().unwrap().parse().unwrap();
-            (
-                key,
-                (
-                    cost,
-                    n("input"),
-                    n("output"),
-                    n("cache_read"),
-                    n("cache_write"),
-                    n("line_items"),
-                    None,
-                ),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -105,7 +75,7 @@ async fn shapes_seen_in_2026_equal_duckdb_and_the_generator() {
             .map(|r| (key_of(r, names, G::Arn), sums(r)))
             .collect();
         assert_eq!(ours.len(), answer.rows.len(), "{id}: a group appears twice");
-        let theirs = theirs(&expected["results"][id]);
+        let theirs = reference_rows(&expected["results"][id], id);
         assert!(!theirs.is_empty(), "{id}: the reference found nothing");
         assert_eq!(
             ours, theirs,
