@@ -108,6 +108,7 @@ fn query(id: &'static str, granularity: Granularity, dimensions: Vec<Dimension>)
             granularity,
             dimensions,
             allocation: false,
+            scope: Default::default(),
         },
     }
 }

@@ -16,6 +16,9 @@ pub struct Config {
     /// How the gRPC server listens.
     #[command(flatten)]
     pub server: ServerConfig,
+    /// Who may call, and what each caller sees.
+    #[command(flatten)]
+    pub auth: AuthConfig,
     /// Metrics, logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
@@ -256,6 +259,25 @@ impl ServerConfig {
     }
 }
 
+/// Access control.
+#[derive(Debug, Clone, Args)]
+pub struct AuthConfig {
+    /// Callers file (YAML or JSON): each caller's name, SHA-256 of its bearer token or
+    /// client certificate subject, admin right and scope. Re-read when it changes.
+    /// Without it the server is open, which it allows only on a loopback --listen.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_AUTH_FILE", value_name = "PATH")]
+    pub auth_file: Option<PathBuf>,
+
+    /// Serve without --auth-file on a non-loopback address (something in front of the
+    /// server authenticates callers). Every caller then sees every line item.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+
+    /// How often the callers file is checked for changes.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_AUTH_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub auth_reload_interval: Duration,
+}
+
 /// Metrics, logs and traces.
 #[derive(Debug, Clone, Default, Args)]
 pub struct TelemetryConfig {
@@ -360,6 +382,9 @@ mod tests {
         );
         assert_eq!(c.telemetry.log_format, LogFormat::Text);
         assert_eq!(c.telemetry.otlp_endpoint, None);
+        assert_eq!(c.auth.auth_file, None, "open by default (on loopback)");
+        assert!(!c.auth.allow_unauthenticated);
+        assert_eq!(c.auth.auth_reload_interval, Duration::from_secs(5));
         let d = StoreConfig::default();
         let s = &c.data.store;
         assert_eq!(

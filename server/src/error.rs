@@ -59,6 +59,17 @@ pub enum Error {
         /// A wait worth suggesting before retrying.
         retry_after: std::time::Duration,
     },
+    /// The request carries no credentials of a known caller.
+    #[error("missing or unknown bearer token")]
+    Unauthenticated,
+    /// The caller's rights or scope do not cover the request.
+    #[error("permission denied: {what} {reason}")]
+    PermissionDenied {
+        /// The request field (`filter.account_ids`) or RPC refused.
+        what: String,
+        /// Why, and what the caller may do instead.
+        reason: String,
+    },
     /// No snapshot has been built yet.
     #[error("the billing data is still loading; retry in a few seconds")]
     NotReady,
@@ -85,6 +96,8 @@ impl From<Error> for Status {
             Error::DataUnavailable { .. } => Code::FailedPrecondition,
             Error::TooLarge { .. } => Code::ResourceExhausted,
             Error::Overloaded { .. } => Code::ResourceExhausted,
+            Error::Unauthenticated => Code::Unauthenticated,
+            Error::PermissionDenied { .. } => Code::PermissionDenied,
             Error::NotReady => Code::Unavailable,
             Error::Deadline => Code::DeadlineExceeded,
             Error::Query(_) | Error::Arrow(_) => Code::Internal,

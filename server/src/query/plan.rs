@@ -31,6 +31,7 @@ use super::{
     spec::{Dimension, Filter, PrincipalGrouping, QuerySpec},
 };
 use crate::{
+    auth::Scope,
     error::Error,
     layers::{
         Chunk, SCHEMA, alloc_column, col as c, cost_column,
@@ -330,10 +331,49 @@ pub fn id_predicate(spec: &QuerySpec, dicts: &Dictionaries) -> Expr {
             col(c::TAG_SET).in_list(ids, false)
         });
     }
+    conditions.extend(scope_predicate(&spec.scope, dicts));
     conditions
         .into_iter()
         .reduce(Expr::and)
         .unwrap_or(lit(true))
+}
+
+/// The caller's scope as conditions on dictionary ids, like the filters: usage account
+/// ids, the tag sets carrying each scoped key with an allowed value, the callers whose
+/// ARN starts with an allowed prefix (id 0, no caller, never does). Nothing for a field
+/// that restricts nothing.
+fn scope_predicate(scope: &Scope, dicts: &Dictionaries) -> Vec<Expr> {
+    let mut conditions = Vec::new();
+    let any_of = |column: &str, ids: Vec<u32>| {
+        if ids.is_empty() {
+            lit(false)
+        } else {
+            col(column).in_list(ids.into_iter().map(lit).collect(), false)
+        }
+    };
+    if !scope.accounts.is_empty() {
+        let accounts: Vec<String> = scope.accounts.iter().cloned().collect();
+        conditions.push(ids_in(c::ACCOUNT, &dicts.accounts, &accounts));
+    }
+    if !scope.tags.is_empty() {
+        let sets = &dicts.tag_sets;
+        let ids = (0..sets.sets().len() as u32)
+            .filter(|&id| scope.allows_tags(|key| sets.value(id, key)))
+            .collect();
+        conditions.push(any_of(c::TAG_SET, ids));
+    }
+    if !scope.principal_prefixes.is_empty() {
+        let ids = dicts
+            .principals
+            .values()
+            .iter()
+            .enumerate()
+            .filter(|(id, arn)| *id != 0 && scope.allows_principal(arn))
+            .map(|(id, _)| id as u32)
+            .collect();
+        conditions.push(any_of(c::PRINCIPAL, ids));
+    }
+    conditions
 }
 
 /// A two-column lookup table `(id_name: u32 id, value_name: value)` indexed by id.

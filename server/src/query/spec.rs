@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::rules::usage::UsageCategory;
+use crate::{auth::Scope, rules::usage::UsageCategory};
 
 /// Which cost column is summed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -134,4 +134,7 @@ pub struct QuerySpec {
     pub dimensions: Vec<Dimension>,
     /// Sum fully loaded cost (direct plus proportionally allocated), see [`crate::allocate`].
     pub allocation: bool,
+    /// The line items the caller may see, ANDed with the filter in every plan; the
+    /// default is all of them.
+    pub scope: Scope,
 }

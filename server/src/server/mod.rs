@@ -3,7 +3,8 @@
 //! and on shutdown flip health to NOT_SERVING before draining. One file per part:
 //! [`session`] (DataFusion), [`health`], [`refresher`], [`shutdown`], the Prometheus
 //! endpoint [`metrics`]; this one wires them to a listener, every service behind the
-//! per-RPC spans and metrics of [`crate::telemetry::rpc`].
+//! per-RPC spans, metrics and audit events of [`crate::telemetry::rpc`], then the access
+//! control of [`crate::auth`].
 
 pub mod health;
 pub mod metrics;
@@ -23,6 +24,7 @@ pub use session::{cache_config, session};
 pub use shutdown::shutdown_signal;
 
 use crate::{
+    auth::{self, AuthFile, AuthLayer},
     catalog::{Catalog, source::Source, stores::StoreRegistry},
     config::{Config, DataConfig},
     error::Error,
@@ -62,6 +64,7 @@ pub struct ServerHandle {
     shutdown: watch::Sender<bool>,
     serve: JoinHandle<Result<(), tonic::transport::Error>>,
     refresher: JoinHandle<()>,
+    auth_reloader: Option<JoinHandle<()>>,
     ready: watch::Receiver<bool>,
     catalog: Arc<Catalog>,
     metrics: Option<(SocketAddr, JoinHandle<()>)>,
@@ -93,6 +96,9 @@ impl ServerHandle {
     pub async fn shutdown(self) -> Result<(), Error> {
         let _ = self.shutdown.send(true);
         self.refresher.abort();
+        if let Some(reloader) = &self.auth_reloader {
+            reloader.abort();
+        }
         let served = self.serve.await;
         // A period built just before the signal is still being written to the cache.
         self.catalog.flush_cache().await;
@@ -121,6 +127,23 @@ impl ServerHandle {
 /// Binds `config.server.listen` (and `--metrics-listen`) and starts serving; the first
 /// snapshot loads in the background while health says NOT_SERVING.
 pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandle, Error> {
+    let auth_config = &config.auth;
+    auth::check_open(
+        config.server.listen,
+        auth_config.auth_file.is_some(),
+        auth_config.allow_unauthenticated,
+    )?;
+    let auth_file = match &auth_config.auth_file {
+        Some(path) => Some(AuthFile::load(path)?),
+        None => {
+            if config.server.listen.ip().is_loopback() {
+                tracing::info!(listen = %config.server.listen, "access control off on loopback: every caller sees every line item");
+            } else {
+                tracing::warn!(listen = %config.server.listen, "access control off (--allow-unauthenticated): every caller sees every line item");
+            }
+            None
+        }
+    };
     let listener =
         TcpListener::bind(config.server.listen)
             .await
@@ -175,6 +198,7 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
         tonic::transport::Server::builder()
             .concurrency_limit_per_connection(config.server.concurrency_per_connection)
             .layer(RpcLayer)
+            .layer(AuthLayer::new(auth_file.clone()))
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -186,6 +210,8 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
             }),
     );
     health::follow(&catalog, reporter, ready_tx, shutdown_rx.clone());
+    let auth_reloader = auth_file
+        .map(|file| file.spawn_reloader(auth_config.auth_reload_interval, shutdown_rx.clone()));
     let refresher = refresher::spawn(catalog.clone(), config.data.refresh_interval, shutdown_rx);
     tracing::info!(%addr, "listening");
     Ok(ServerHandle {
@@ -193,6 +219,7 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
         shutdown: shutdown_tx,
         serve,
         refresher,
+        auth_reloader,
         ready: ready_rx,
         catalog,
         metrics,

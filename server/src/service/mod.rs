@@ -15,6 +15,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::{
+    auth::{Caller, Scope, audit, caller_of},
     catalog::Catalog,
     error::Error,
     query::{self, Dimension, QuerySpec, cache::AnswerCache, discovery, page},
@@ -42,12 +43,28 @@ struct Grouped {
     info: pb::AnswerInfo,
 }
 
-fn fingerprint<M: Message + Clone>(rpc: &str, message: &M, clear: impl FnOnce(&mut M)) -> u64 {
+/// The key of a request's answer in the cache and in its page tokens: the RPC, the
+/// request without its paging fields, and the caller's scope, so that two scopes never
+/// share an answer or a page token. A cryptographic hash, so that no request can be
+/// crafted to collide with another caller's.
+fn fingerprint<M: Message + Clone>(
+    rpc: &str,
+    message: &M,
+    scope: &Scope,
+    clear: impl FnOnce(&mut M),
+) -> u64 {
+    use sha2::{Digest, Sha256};
     let mut m = message.clone();
     clear(&mut m);
-    let mut bytes = rpc.as_bytes().to_vec();
-    bytes.extend(m.encode_to_vec());
-    page::fingerprint(&bytes)
+    let mut h = Sha256::new();
+    for part in [rpc.as_bytes(), &m.encode_to_vec(), &scope.canonical()] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
 }
 
 /// Remarks on periods in the range that lack columns the dimensions need.
@@ -258,8 +275,10 @@ fn count_scan(snapshot: &Snapshot, spec: &QuerySpec, rows: usize) {
     telemetry::metrics::rows_scanned(rows, used.fine, used.daily, used.monthly);
 }
 
-/// The domain spec of a request (the handler records it on the RPC's span once final).
+/// The domain spec of a request, held to the scope of its caller (the handler records
+/// it on the RPC's span once final). A filter reaching outside the scope is refused.
 fn spec(
+    caller: Option<&Caller>,
     range: Option<&pb::TimeRange>,
     filter: Option<&pb::Filter>,
     metric: i32,
@@ -267,7 +286,7 @@ fn spec(
     dimensions: Vec<Dimension>,
 ) -> Result<QuerySpec, Error> {
     let (start, end) = convert::time_range(range)?;
-    let spec = QuerySpec {
+    let mut spec = QuerySpec {
         start,
         end,
         filter: convert::filter(filter)?,
@@ -275,8 +294,29 @@ fn spec(
         granularity: convert::granularity(granularity)?,
         dimensions,
         allocation: false,
+        scope: Scope::default(),
     };
+    audit::record_spec(&spec);
+    if let Some(caller) = caller {
+        caller.scope.check(&spec.filter, &caller.name)?;
+        spec.scope = caller.scope.clone();
+    }
     Ok(spec)
+}
+
+/// Refuses a non-admin caller. The auth layer already does, by path; this keeps the
+/// rule true for any other way the service is mounted.
+fn require_admin<T>(request: &Request<T>, rpc: &str) -> Result<(), Error> {
+    match caller_of(request) {
+        Some(caller) if !caller.admin => Err(Error::PermissionDenied {
+            what: rpc.to_owned(),
+            reason: format!(
+                "needs an admin caller, and caller {} is not one",
+                caller.name
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 #[tonic::async_trait]
@@ -296,6 +336,7 @@ impl AttributionService for AttributionApi {
             grouping,
         )?);
         let mut spec = spec(
+            caller_of(&request),
             r.time_range.as_ref(),
             r.filter.as_ref(),
             r.cost_metric,
@@ -304,7 +345,7 @@ impl AttributionService for AttributionApi {
         )?;
         spec.allocation = convert::allocation(r.allocation, &spec)?;
         record_spec(&spec);
-        let fp = fingerprint("CostByPrincipal", r, |m| {
+        let fp = fingerprint("CostByPrincipal", r, &spec.scope, |m| {
             m.page_token.clear();
             m.page_size = 0;
         });
@@ -343,6 +384,7 @@ impl AttributionService for AttributionApi {
             .into());
         }
         let mut spec = spec(
+            caller_of(&request),
             r.time_range.as_ref(),
             r.filter.as_ref(),
             r.cost_metric,
@@ -351,7 +393,7 @@ impl AttributionService for AttributionApi {
         )?;
         spec.allocation = convert::allocation(r.allocation, &spec)?;
         record_spec(&spec);
-        let fp = fingerprint("CostByTag", r, |m| {
+        let fp = fingerprint("CostByTag", r, &spec.scope, |m| {
             m.page_token.clear();
             m.page_size = 0;
         });
@@ -377,6 +419,7 @@ impl AttributionService for AttributionApi {
         let dimensions =
             convert::dimensions("group_by", &r.group_by, "tag_key", &r.tag_key, grouping)?;
         let spec = spec(
+            caller_of(&request),
             r.time_range.as_ref(),
             r.filter.as_ref(),
             r.cost_metric,
@@ -384,7 +427,7 @@ impl AttributionService for AttributionApi {
             dimensions,
         )?;
         record_spec(&spec);
-        let fp = fingerprint("TokenUsage", r, |m| {
+        let fp = fingerprint("TokenUsage", r, &spec.scope, |m| {
             m.page_token.clear();
             m.page_size = 0;
         });
@@ -408,6 +451,7 @@ impl AttributionService for AttributionApi {
         let r = request.get_ref();
         let grouping = convert::grouping("grouping", r.grouping)?;
         let spec = spec(
+            caller_of(&request),
             r.time_range.as_ref(),
             r.filter.as_ref(),
             0,
@@ -415,7 +459,7 @@ impl AttributionService for AttributionApi {
             vec![Dimension::Principal(grouping)],
         )?;
         record_spec(&spec);
-        let fp = fingerprint("ListPrincipals", r, |m| {
+        let fp = fingerprint("ListPrincipals", r, &spec.scope, |m| {
             m.page_token.clear();
             m.page_size = 0;
         });
@@ -447,9 +491,16 @@ impl AttributionService for AttributionApi {
         request: Request<pb::ListTagKeysRequest>,
     ) -> Result<Response<pb::ListTagKeysResponse>, Status> {
         let r = request.get_ref();
-        let spec = spec(r.time_range.as_ref(), r.filter.as_ref(), 0, 0, Vec::new())?;
+        let spec = spec(
+            caller_of(&request),
+            r.time_range.as_ref(),
+            r.filter.as_ref(),
+            0,
+            0,
+            Vec::new(),
+        )?;
         record_spec(&spec);
-        let fp = fingerprint("ListTagKeys", r, |m| {
+        let fp = fingerprint("ListTagKeys", r, &spec.scope, |m| {
             m.page_token.clear();
             m.page_size = 0;
         });
@@ -501,6 +552,7 @@ impl AttributionService for AttributionApi {
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
         let r = request.get_ref();
         let spec = spec(
+            caller_of(&request),
             r.time_range.as_ref(),
             r.filter.as_ref(),
             0,
@@ -508,7 +560,7 @@ impl AttributionService for AttributionApi {
             vec![Dimension::Model],
         )?;
         record_spec(&spec);
-        let fp = fingerprint("ListModels", r, |m| {
+        let fp = fingerprint("ListModels", r, &spec.scope, |m| {
             m.page_token.clear();
             m.page_size = 0;
         });
@@ -537,8 +589,9 @@ impl AttributionService for AttributionApi {
 
     async fn data_status(
         &self,
-        _request: Request<pb::DataStatusRequest>,
+        request: Request<pb::DataStatusRequest>,
     ) -> Result<Response<pb::DataStatusResponse>, Status> {
+        require_admin(&request, "DataStatus")?;
         let snapshot = self.catalog.require_snapshot()?;
         let periods = status::periods(&snapshot, chrono::Utc::now());
         record_rows("DataStatus", periods.len());
@@ -583,8 +636,9 @@ impl AttributionService for AttributionApi {
 
     async fn refresh(
         &self,
-        _request: Request<pb::RefreshRequest>,
+        request: Request<pb::RefreshRequest>,
     ) -> Result<Response<pb::RefreshResponse>, Status> {
+        require_admin(&request, "Refresh")?;
         let started = std::time::Instant::now();
         let snapshot = self.catalog.refresh().await?;
         Ok(Response::new(pb::RefreshResponse {

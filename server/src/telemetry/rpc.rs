@@ -5,13 +5,16 @@
 //! when the request arrives and closes when the response body ends, with the gRPC
 //! status code from the headers (errors) or the trailers (answers). Latency, requests
 //! by code and requests in flight are recorded at the same moment. A response body
-//! dropped before its end (the caller went away) counts as `CANCELLED`.
+//! dropped before its end (the caller went away) counts as `CANCELLED`. At the same
+//! moment the call's audit event is written (see [`crate::auth::audit`]): the layer
+//! puts an audit record into the request's extensions and runs the call with it, for
+//! the access control and the handler to fill in.
 
 use std::{
     collections::HashMap,
     future::Future,
     pin::Pin,
-    sync::LazyLock,
+    sync::{Arc, LazyLock},
     task::{Context, Poll},
     time::Instant,
 };
@@ -23,7 +26,10 @@ use tonic::Code;
 use tracing::{Instrument, Span, field::Empty};
 
 use super::metrics::{RPC_DURATION, RPC_IN_FLIGHT, RPC_REQUESTS};
-use crate::query::{Dimension, Granularity, PrincipalGrouping, QuerySpec};
+use crate::{
+    auth::audit::{self, Audit},
+    query::{Dimension, Granularity, PrincipalGrouping, QuerySpec},
+};
 
 /// An RPC the server implements: labels and span name.
 #[derive(Debug)]
@@ -113,8 +119,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         let rpc = rpc_of(request.uri().path());
+        // Probes are not audited: they read no data, and come every few seconds.
+        let audit = (!request.uri().path().starts_with("/grpc.health.v1.Health/"))
+            .then(|| Arc::new(Audit::default()));
+        if let Some(audit) = &audit {
+            request.extensions_mut().insert(audit.clone());
+        }
         let span = tracing::info_span!(
             "rpc",
             otel.name = %rpc.full,
@@ -135,12 +147,16 @@ where
             span: span.clone(),
             started: Instant::now(),
             code: None,
+            audit: audit.clone(),
         };
         gauge!(RPC_IN_FLIGHT, "service" => rpc.service.as_str(), "method" => rpc.method.as_str())
             .increment(1.0);
         let call = self.inner.call(request).instrument(span);
         Box::pin(async move {
-            let response = call.await?;
+            let response = match audit {
+                Some(audit) => audit::scope(audit, call).await?,
+                None => call.await?,
+            };
             // An error is a trailers-only response: its code is in the headers, and the
             // RPC is over. Recorded before the caller can see the answer, so that what
             // a caller saw answered is always counted (and the same below).
@@ -169,6 +185,7 @@ struct Finish {
     span: Span,
     started: Instant,
     code: Option<Code>,
+    audit: Option<Arc<Audit>>,
 }
 
 impl Drop for Finish {
@@ -193,6 +210,9 @@ impl Drop for Finish {
             elapsed_ms = elapsed.as_millis() as u64,
             "rpc finished"
         );
+        if let Some(audit) = &self.audit {
+            audit.emit(&rpc.full, code_name(code), elapsed);
+        }
     }
 }
 
@@ -342,6 +362,7 @@ fn grouping(spec: &QuerySpec) -> String {
 pub fn record_rows(method: &'static str, rows: usize) {
     // As i64: OpenTelemetry has no unsigned integers, and exports a u64 as a string.
     Span::current().record("rows", i64::try_from(rows).unwrap_or(i64::MAX));
+    audit::record_rows(rows);
     super::metrics::rows_returned(method, rows);
 }
 
@@ -387,6 +408,7 @@ mod tests {
                 Dimension::Principal(PrincipalGrouping::Role),
             ],
             allocation: true,
+            scope: Default::default(),
         };
         assert_eq!(
             grouping(&spec),

@@ -72,6 +72,9 @@ async fn layered_answers_equal_a_plain_scan() {
         Dimension::Tag("iamPrincipal/cost-center".into()),
     ];
     let mut rng = SmallRng::seed_from_u64(2026);
+    // Callers' scopes from a generator of their own, so that the other draws, and so the
+    // cases, stay what they were.
+    let mut scopes = SmallRng::seed_from_u64(8);
     let (mut coarse, mut subtracted, mut compared) = (0, 0, 0);
     for case in 0..160 {
         let allocation = rng.random_ratio(1, 5);
@@ -180,6 +183,7 @@ async fn layered_answers_equal_a_plain_scan() {
             granularity,
             dimensions: dims,
             allocation,
+            scope: random_scope(&mut scopes, &principals, &accounts, &teams),
         };
         let fast = query::run(ctx, &snapshot, &spec).await;
         let plain = query::run_with(ctx, &snapshot, &spec, LayerChoice::FineOnly).await;
@@ -226,4 +230,39 @@ async fn layered_answers_equal_a_plain_scan() {
         "only {subtracted} cases subtracted finer chunks"
     );
     server.stop().await;
+}
+
+/// A caller's scope: none half of the time, else some of accounts, teams and ARN
+/// prefixes (cut from real callers, or matching none).
+fn random_scope(
+    rng: &mut SmallRng,
+    principals: &[String],
+    accounts: &[String],
+    teams: &[String],
+) -> bedrock_attribution_server::auth::Scope {
+    let mut scope = bedrock_attribution_server::auth::Scope::default();
+    if rng.random_ratio(1, 2) {
+        return scope;
+    }
+    if rng.random_ratio(1, 2) {
+        scope.accounts = pick(rng, accounts, 2).into_iter().collect();
+    }
+    if rng.random_ratio(1, 2) && !teams.is_empty() {
+        scope.tags.insert(
+            "iamPrincipal/team".into(),
+            pick(rng, teams, 3).into_iter().collect(),
+        );
+    }
+    if rng.random_ratio(1, 2) {
+        scope.principal_prefixes = pick(rng, principals, 2)
+            .into_iter()
+            .map(|p| {
+                let cut = p.len() * 2 / 3;
+                p.chars().take(cut).collect()
+            })
+            .filter(|p: &String| !p.is_empty())
+            .chain(rng.random_ratio(1, 4).then(|| "arn:aws:iam::000000000000:".to_owned()))
+            .collect();
+    }
+    scope
 }

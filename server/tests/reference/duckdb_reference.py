@@ -544,6 +544,24 @@ def run_query(con, spec):
             " OR (CAST($tu{i} AS BOOLEAN) AND tags[$tk{i}] IS NULL))".format(i=i)
         )
 
+    # A caller's scope (access control): fields AND, values OR; a line item lacking a
+    # scoped tag key, or without a caller under a principal prefix scope, is outside.
+    scope = spec.get("scope") or {}
+    if scope.get("accounts"):
+        params["s_accounts"] = _strs(scope["accounts"])
+        where.append("list_contains(CAST($s_accounts AS VARCHAR[]), account)")
+    for i, (key, values) in enumerate(sorted((scope.get("tags") or {}).items())):
+        params["sk%d" % i] = key
+        params["sv%d" % i] = _strs(values)
+        where.append("coalesce(list_contains(CAST($sv{i} AS VARCHAR[]), tags[$sk{i}]), false)".format(i=i))
+    prefixes = scope.get("principal_prefixes") or []
+    if prefixes:
+        parts = []
+        for i, prefix in enumerate(prefixes):
+            params["sp%d" % i] = prefix
+            parts.append("starts_with(principal_arn, $sp%d)" % i)
+        where.append("(principal_arn IS NOT NULL AND (" + " OR ".join(parts) + "))")
+
     n_keys = 2 + len(group_sql)
     sql = (
         "SELECT currency, {period}{groups}, {cost}, sum(tok_input), sum(tok_output), "
