@@ -638,11 +638,9 @@ async fn credentials_rights_and_filters_are_checked() {
         filter: Some(filter),
         ..Default::default()
     };
-    let mut acct = api(&server, "acct-token-7c1e").await;
-    let mut prefix = api(&server, "prefix-token-55d2").await;
-    for (c, filter, field) in [
+    for (token, filter, field) in [
         (
-            &mut acct,
+            "acct-token-7c1e",
             proto::Filter {
                 account_ids: vec!["210987654321".into(), "345678901234".into()],
                 ..Default::default()
@@ -650,7 +648,7 @@ async fn credentials_rights_and_filters_are_checked() {
             "filter.account_ids",
         ),
         (
-            &mut prefix,
+            "prefix-token-55d2",
             proto::Filter {
                 principals: vec!["arn:aws:iam::345678901234:user/eva4".into()],
                 ..Default::default()
@@ -658,7 +656,7 @@ async fn credentials_rights_and_filters_are_checked() {
             "filter.principals",
         ),
         (
-            &mut prefix,
+            "prefix-token-55d2",
             proto::Filter {
                 principals: vec![String::new()],
                 ..Default::default()
@@ -666,7 +664,7 @@ async fn credentials_rights_and_filters_are_checked() {
             "filter.principals",
         ),
         (
-            &mut team,
+            "team-token-93aa",
             proto::Filter {
                 tags: vec![proto::TagFilter {
                     key: TEAM.into(),
@@ -678,7 +676,7 @@ async fn credentials_rights_and_filters_are_checked() {
             "filter.tags",
         ),
         (
-            &mut team,
+            "team-token-93aa",
             proto::Filter {
                 tags: vec![proto::TagFilter {
                     key: TEAM.into(),
@@ -690,6 +688,7 @@ async fn credentials_rights_and_filters_are_checked() {
             "filter.tags",
         ),
     ] {
+        let mut c = api(&server, token).await;
         let e = c.cost_by_tag(denied(filter.clone())).await.unwrap_err();
         assert_eq!(e.code(), Code::PermissionDenied, "{filter:?}");
         assert!(e.message().contains(field), "{field}: {}", e.message());

@@ -261,7 +261,10 @@ fn random_scope(
                 p.chars().take(cut).collect()
             })
             .filter(|p: &String| !p.is_empty())
-            .chain(rng.random_ratio(1, 4).then(|| "arn:aws:iam::000000000000:".to_owned()))
+            .chain(
+                rng.random_ratio(1, 4)
+                    .then(|| "arn:aws:iam::000000000000:".to_owned()),
+            )
             .collect();
     }
     scope
