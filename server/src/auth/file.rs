@@ -421,7 +421,7 @@ callers:
                 "give exactly one",
             ),
             ("name: b", "callers[1] (\"b\"): token_sha256, mtls_subject"),
-            (&format!("name: ok\n    mtls_subject: CN=x"), "same name"),
+            ("name: ok\n    mtls_subject: CN=x", "same name"),
             (
                 &format!("name: b\n    token_sha256: \"{HASH_A}\""),
                 "same token",
