@@ -91,23 +91,27 @@ impl Error {
                 message,
             };
         }
-        // tonic reports a broken connection as UNKNOWN "transport error", the cause
-        // (a TLS alert, a reset) only in the source chain: a status the server sent has
-        // no source.
-        if status.code() == tonic::Code::Unknown
-            && let Some(source) = std::error::Error::source(&status)
+        // tonic reports a broken connection as UNKNOWN "transport error" or INTERNAL
+        // "h2 protocol error", the cause (a TLS alert, a reset, TLS bytes where HTTP/2
+        // was expected) only in the source chain: a status the server sent has no
+        // source.
+        if matches!(
+            status.code(),
+            tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::Unavailable
+        ) && let Some(source) = std::error::Error::source(&status)
         {
-            let mut causes: Vec<String> = Vec::new();
+            let mut causes: Vec<String> = vec![status.message().to_owned()];
             let mut cause = Some(source);
             while let Some(error) = cause {
                 let text = error.to_string();
-                if !matches!(text.as_str(), "transport error" | "connection error")
-                    && causes.last() != Some(&text)
-                {
+                // Transports often wrap an error in one that repeats its text.
+                if !causes.iter().any(|c| c.contains(text.as_str())) {
                     causes.push(text);
                 }
                 cause = error.source();
             }
+            // Words that say nothing beside the cause.
+            causes.retain(|c| !matches!(c.as_str(), "transport error" | "connection error"));
             if causes.is_empty() {
                 causes.push(status.message().to_owned());
             }

@@ -209,8 +209,7 @@ async fn tls_calls_work_and_plain_text_is_refused() {
     // A client that does not trust the server's CA refuses it, and says why.
     let err = call(&handle, &Ca::new("other CA"), None)
         .await
-        .err()
-        .expect("unknown issuer");
+        .expect_err("unknown issuer");
     assert_eq!(err.code(), tonic::Code::Unavailable);
     let chain = error_chain(&err);
     assert!(chain.contains("UnknownIssuer"), "{chain}");
@@ -310,8 +309,7 @@ async fn mutual_tls_wants_a_certificate_of_the_client_ca() {
 
     let err = call(&handle, &ca, None)
         .await
-        .err()
-        .expect("no client certificate");
+        .expect_err("no client certificate");
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
     assert!(err.to_string().contains("CertificateRequired"), "{err}");
     // Another CA, under another name or posing under the same one.
@@ -322,8 +320,7 @@ async fn mutual_tls_wants_a_certificate_of_the_client_ca() {
         ]);
         let err = call(&handle, &ca, Some(&stranger))
             .await
-            .err()
-            .expect("certificate of another CA");
+            .expect_err("certificate of another CA");
         assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
         assert!(err.to_string().contains("received fatal alert"), "{err}");
     }
@@ -408,8 +405,7 @@ async fn wait_for_certificate(handle: &ServerHandle, ca: &Ca, within: Duration) 
     loop {
         match call(handle, ca, None).await {
             Ok(_) => return,
-            Err(e) if start.elapsed() < within => {
-                let _ = e;
+            Err(_) if start.elapsed() < within => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => panic!("the new certificate was not served within {within:?}: {e}"),
@@ -434,8 +430,7 @@ async fn rotated_certificates_are_served_without_a_restart() {
     wait_for_certificate(&handle, &second, Duration::from_secs(10)).await;
     let err = call(&handle, &first, None)
         .await
-        .err()
-        .expect("the old certificate is gone for new connections");
+        .expect_err("the old certificate is gone for new connections");
     assert!(error_chain(&err).contains("UnknownIssuer"), "{err}");
     // The connection opened before the rotation goes on.
     open.data_status(proto::DataStatusRequest {}).await.unwrap();
@@ -451,8 +446,7 @@ async fn rotated_certificates_are_served_without_a_restart() {
     call(&handle, &second, None).await.unwrap();
     call(&handle, &third, None)
         .await
-        .err()
-        .expect("a certificate without its key is not served");
+        .expect_err("a certificate without its key is not served");
 
     // Once both files are good again, they are served.
     files.write(&third.server("server-3"));
@@ -474,8 +468,7 @@ async fn unusable_files_stop_the_start_naming_the_flag() {
             let catalog = server::catalog_from(&config.data).unwrap();
             server::start(&config, catalog)
                 .await
-                .err()
-                .expect("refused")
+                .expect_err("refused")
                 .to_string()
         }
     };
