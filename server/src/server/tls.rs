@@ -47,6 +47,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for tonic to pick them up.
 const ACCEPTED_BACKLOG: usize = 128;
 
+/// Handshakes in progress at once; beyond it, new connections wait in the kernel's
+/// accept queue, so a flood of stalled handshakes costs bounded memory.
+const MAX_HANDSHAKES: usize = 1024;
+
 /// The subject of a verified client certificate, e.g. `CN=bi-backend,O=Acme`, as
 /// [`peer_subject`] writes it. Present in a request's extensions only when the
 /// connection presented a client certificate that `--tls-client-ca` verified.
@@ -285,8 +289,16 @@ pub fn incoming(
     tls: Arc<TlsReloader>,
 ) -> ReceiverStream<Result<TlsStream<TcpStream>, io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(ACCEPTED_BACKLOG);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
+            let permit = tokio::select! {
+                () = tx.closed() => break,
+                permit = handshakes.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
             let (tcp, peer) = tokio::select! {
                 () = tx.closed() => break,
                 accepted = listener.accept() => match accepted {
@@ -303,10 +315,14 @@ pub fn incoming(
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
             }
+            // At most once per reload interval this stats (and maybe reads) three small
+            // files inline: cheaper than a task of its own, and bounded.
             let acceptor = TlsAcceptor::from(tls.current());
             let tx = tx.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                drop(permit);
+                match handshake {
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
                     }
