@@ -189,6 +189,10 @@ async fn tls_calls_work_and_plain_text_is_refused() {
         .await
         .unwrap();
 
+    // A client that connects and never starts its handshake holds up no one.
+    let stalled = tokio::net::TcpStream::connect(handle.addr()).await.unwrap();
+    call(&handle, &ca, None).await.unwrap();
+
     // A plain-text client gets nowhere, whether at connect or at its first call.
     let plain = async {
         let client = Client::builder(format!("http://{}", handle.addr()))
@@ -215,6 +219,7 @@ async fn tls_calls_work_and_plain_text_is_refused() {
     assert!(chain.contains("UnknownIssuer"), "{chain}");
 
     // Neither disturbed the connection already open.
+    drop(stalled);
     client
         .data_status(proto::DataStatusRequest {})
         .await
