@@ -27,6 +27,13 @@ pub enum Error {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The connection broke under a request: the server refused the TLS handshake (no
+    /// or an unknown client certificate), spoke TLS to a plain-text client, or went away.
+    #[error("UNAVAILABLE: the connection to the server failed: {message}")]
+    Transport {
+        /// What the transport reported, causes included.
+        message: String,
+    },
     /// A value given to the client could not be used (bad URL, date, amount...).
     #[error("INVALID_ARGUMENT: {message}")]
     InvalidArgument {
@@ -48,7 +55,7 @@ impl Error {
     pub fn code(&self) -> tonic::Code {
         match self {
             Error::Status { code, .. } => *code,
-            Error::Connect { .. } => tonic::Code::Unavailable,
+            Error::Connect { .. } | Error::Transport { .. } => tonic::Code::Unavailable,
             Error::InvalidArgument { .. } => tonic::Code::InvalidArgument,
             Error::InvalidResponse { .. } => tonic::Code::Internal,
         }
@@ -82,6 +89,34 @@ impl Error {
             return Error::Status {
                 code: tonic::Code::DeadlineExceeded,
                 message,
+            };
+        }
+        // tonic reports a broken connection as UNKNOWN "transport error" or INTERNAL
+        // "h2 protocol error", the cause (a TLS alert, a reset, TLS bytes where HTTP/2
+        // was expected) only in the source chain: a status the server sent has no
+        // source.
+        if matches!(
+            status.code(),
+            tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::Unavailable
+        ) && let Some(source) = std::error::Error::source(&status)
+        {
+            let mut causes: Vec<String> = vec![status.message().to_owned()];
+            let mut cause = Some(source);
+            while let Some(error) = cause {
+                let text = error.to_string();
+                // Transports often wrap an error in one that repeats its text.
+                if !causes.iter().any(|c| c.contains(text.as_str())) {
+                    causes.push(text);
+                }
+                cause = error.source();
+            }
+            // Words that say nothing beside the cause.
+            causes.retain(|c| !matches!(c.as_str(), "transport error" | "connection error"));
+            if causes.is_empty() {
+                causes.push(status.message().to_owned());
+            }
+            return Error::Transport {
+                message: causes.join(": "),
             };
         }
         Error::Status {
@@ -144,6 +179,25 @@ mod tests {
     fn other_cancellations_stay_cancelled() {
         let err = Error::from(tonic::Status::cancelled("client went away"));
         assert_eq!(err.code(), tonic::Code::Cancelled);
+    }
+
+    #[test]
+    fn broken_connections_are_unavailable_with_their_cause() {
+        let mut status = tonic::Status::unknown("transport error");
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "received fatal alert: CertificateRequired",
+        );
+        status.set_source(std::sync::Arc::new(io));
+        let err = Error::from(status);
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+        assert_eq!(
+            err.to_string(),
+            "UNAVAILABLE: the connection to the server failed: received fatal alert: CertificateRequired"
+        );
+        // UNKNOWN sent by a server stays what it is.
+        let err = Error::from(tonic::Status::unknown("something odd"));
+        assert_eq!(err.code(), tonic::Code::Unknown);
     }
 
     #[test]

@@ -175,6 +175,35 @@ async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {
     (format!("http://{addr}"), stop)
 }
 
+/// Serves the fake behind an interceptor that wants `authorization: Bearer <token>`,
+/// as the real server's auth layer does.
+async fn serve_with_token(token: &'static str) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let check = move |request: Request<()>| {
+        let expected = format!("Bearer {token}");
+        match request.metadata().get("authorization") {
+            Some(value) if value.to_str().ok() == Some(expected.as_str()) => Ok(request),
+            Some(_) => Err(Status::unauthenticated("wrong token")),
+            None => Err(Status::unauthenticated("no authorization header")),
+        }
+    };
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AttributionServiceServer::with_interceptor(Fake, check))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            ),
+    );
+    (format!("http://{addr}"), stop)
+}
+
 fn range() -> Option<proto::TimeRange> {
     let start = bedrock_attribution_client::parse_datetime("2026-07-01").expect("date");
     let end = bedrock_attribution_client::parse_datetime("2026-08-01").expect("date");
@@ -281,8 +310,17 @@ async fn cli_prints_csv_of_all_pages() {
 
 /// Runs the built binary with `args`.
 async fn binary(args: &[&str]) -> Output {
+    binary_with_env(args, &[]).await
+}
+
+/// Runs the built binary with `args` and the environment variables `env`.
+async fn binary_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bedrock-attribution"));
-    command.args(args).env_remove("BEDROCK_ATTRIBUTION_SERVER");
+    command
+        .args(args)
+        .env_remove("BEDROCK_ATTRIBUTION_SERVER")
+        .env_remove("BEDROCK_ATTRIBUTION_TOKEN")
+        .envs(env.iter().copied());
     tokio::task::spawn_blocking(move || command.output())
         .await
         .expect("join")
@@ -322,4 +360,77 @@ async fn binary_exit_status_and_messages() {
     let help = binary(&["--help"]).await;
     assert_eq!(help.status.code(), Some(0));
     assert!(text(&help.stdout).contains("BEDROCK_ATTRIBUTION_SERVER"));
+}
+
+#[tokio::test]
+async fn client_sends_the_bearer_token() {
+    let (url, _stop) = serve_with_token("s3cret-token").await;
+    let client = Client::builder(url.clone())
+        .bearer_token("s3cret-token")
+        .build()
+        .await
+        .expect("connect");
+    let status = client
+        .data_status(proto::DataStatusRequest {})
+        .await
+        .expect("authenticated");
+    assert_eq!(status.snapshot_version, 4);
+    // The raw stub carries the same credentials.
+    let raw = client
+        .raw()
+        .data_status(proto::DataStatusRequest {})
+        .await
+        .expect("raw call authenticated");
+    assert_eq!(raw.into_inner().snapshot_version, 4);
+
+    let anonymous = Client::connect(url.clone()).await.expect("connect");
+    let err = anonymous
+        .data_status(proto::DataStatusRequest {})
+        .await
+        .expect_err("no token");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let wrong = Client::builder(url)
+        .bearer_token("other")
+        .build()
+        .await
+        .expect("connect");
+    let err = wrong
+        .data_status(proto::DataStatusRequest {})
+        .await
+        .expect_err("wrong token");
+    assert_eq!(err.to_string(), "UNAUTHENTICATED: wrong token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_reads_the_token_from_the_environment() {
+    let (url, _stop) = serve_with_token("s3cret-token").await;
+    let ok = binary_with_env(
+        &["--server", &url, "status"],
+        &[("BEDROCK_ATTRIBUTION_TOKEN", "s3cret-token")],
+    )
+    .await;
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).starts_with("snapshot version: 4\n"));
+
+    let missing = binary(&["--server", &url, "status"]).await;
+    assert_eq!(missing.status.code(), Some(2));
+    assert_eq!(
+        text(&missing.stderr),
+        "error: UNAUTHENTICATED: no authorization header\n"
+    );
+
+    let wrong = binary_with_env(
+        &["--server", &url, "status"],
+        &[("BEDROCK_ATTRIBUTION_TOKEN", "not-the-token")],
+    )
+    .await;
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(!text(&wrong.stderr).contains("not-the-token"));
+
+    // Never from the command line.
+    let flag = binary(&["--server", &url, "--token", "s3cret-token", "status"]).await;
+    assert_eq!(flag.status.code(), Some(1));
+    let help = binary(&["--help"]).await;
+    assert!(text(&help.stdout).contains("BEDROCK_ATTRIBUTION_TOKEN"));
+    assert!(text(&help.stdout).contains("BEDROCK_ATTRIBUTION_CA_FILE"));
 }

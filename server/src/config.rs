@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{ArgAction, Args, Parser, ValueEnum};
 use url::Url;
 
 /// Bedrock cost attribution over CUR 2.0 exports, served over gRPC.
@@ -19,6 +19,9 @@ pub struct Config {
     /// Who may call, and what each caller sees.
     #[command(flatten)]
     pub auth: AuthConfig,
+    /// TLS of the gRPC listener.
+    #[command(flatten)]
+    pub tls: TlsConfig,
     /// Metrics, logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
@@ -246,6 +249,24 @@ pub struct ServerConfig {
         default_value_t = 50_000
     )]
     pub small_query_rows: usize,
+
+    /// Serve gRPC server reflection (grpcurl, Postman discover the API through it);
+    /// `--reflection=false` turns it off.
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_REFLECTION",
+        default_value_t = true,
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        require_equals = true
+    )]
+    pub reflection: bool,
+
+    /// Extra plain-text listener serving only grpc.health.v1.Health, e.g. 0.0.0.0:50052:
+    /// for Kubernetes gRPC probes, which cannot speak TLS, when --tls-cert is set.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_HEALTH_LISTEN", value_name = "ADDR")]
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -276,6 +297,44 @@ pub struct AuthConfig {
     /// How often the callers file is checked for changes.
     #[arg(long, env = "BEDROCK_ATTRIBUTION_AUTH_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub auth_reload_interval: Duration,
+}
+
+/// TLS of the gRPC listener (rustls). Without --tls-cert the listener is plain text.
+#[derive(Debug, Clone, Args)]
+pub struct TlsConfig {
+    /// Server certificate chain, PEM (leaf first). Re-read when the file changes
+    /// (cert-manager renewals) without a restart; connections already open keep theirs.
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key of --tls-cert, PEM (PKCS#8, PKCS#1 or SEC1). Re-read with it.
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA certificates, PEM, that client certificates must chain to: mutual TLS, a
+    /// connection without such a certificate is refused. Re-read when it changes.
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_TLS_CLIENT_CA",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// How often, at most, the TLS files are checked for a change (by modification
+    /// time and size, on the next connection).
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_TLS_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub tls_reload_interval: Duration,
 }
 
 /// Metrics, logs and traces.
@@ -409,6 +468,42 @@ mod tests {
             "flag defaults and StoreConfig::default agree"
         );
         assert_eq!(s.store_backoff_base, d.store_backoff_base);
+        assert!(c.server.reflection, "reflection on by default");
+        assert_eq!(c.server.health_listen, None);
+        assert_eq!(c.tls.tls_cert, None, "plain text by default");
+        assert_eq!(c.tls.tls_reload_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn tls_flags_parse() {
+        let c = Config::try_parse_from([
+            "x",
+            "--tls-cert",
+            "/tls/tls.crt",
+            "--tls-key",
+            "/tls/tls.key",
+            "--tls-client-ca",
+            "/tls/ca.crt",
+            "--reflection=false",
+            "--health-listen",
+            "0.0.0.0:50052",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.tls.tls_cert, Some(PathBuf::from("/tls/tls.crt")));
+        assert_eq!(c.tls.tls_key, Some(PathBuf::from("/tls/tls.key")));
+        assert_eq!(c.tls.tls_client_ca, Some(PathBuf::from("/tls/ca.crt")));
+        assert!(!c.server.reflection);
+        assert_eq!(c.server.health_listen.map(|a| a.port()), Some(50052));
+        let c = Config::try_parse_from(["x", "--reflection"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.server.reflection);
+        for bad in [
+            &["x", "--tls-cert", "/tls/tls.crt"][..],
+            &["x", "--tls-key", "/tls/tls.key"],
+            &["x", "--tls-client-ca", "/tls/ca.crt"],
+            &["x", "--reflection=maybe"],
+        ] {
+            assert!(Config::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! Only the shape of the arguments lives here; turning them into requests is
 //! [`super::request`]'s job so it can be tested without parsing.
 
+use std::{ffi::OsString, fmt, path::PathBuf};
+
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -15,6 +17,8 @@ use crate::{Error, parse_datetime};
     version,
     about = "Query Amazon Bedrock cost attribution (CUR 2.0) from a bedrock-attribution server",
     after_help = "Dates are YYYY-MM-DD (midnight UTC) or RFC 3339; ranges are [--from, --to).\n\
+                  A bearer token is read from the environment variable BEDROCK_ATTRIBUTION_TOKEN \
+                  only (a flag would leak into ps and shell history).\n\
                   Exit status: 0 on success, 1 on usage errors, 2 on any other error."
 )]
 pub struct Cli {
@@ -57,6 +61,70 @@ pub struct GlobalArgs {
         global = true
     )]
     pub timeout: u64,
+    /// CA certificate(s), PEM, that an https:// server's certificate must chain to
+    /// (default: the system's roots).
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_CA_FILE",
+        value_name = "PEM",
+        global = true
+    )]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate, PEM, for servers that require mutual TLS (with --client-key).
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_CLIENT_CERT",
+        value_name = "PEM",
+        global = true,
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// Private key of --client-cert, PEM.
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_CLIENT_KEY",
+        value_name = "PEM",
+        global = true,
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+    /// The bearer token, from [`TOKEN_ENV`] only: see [`Token::from_env`].
+    #[arg(skip)]
+    pub token: Option<Token>,
+}
+
+/// The environment variable holding the bearer token.
+pub const TOKEN_ENV: &str = "BEDROCK_ATTRIBUTION_TOKEN";
+
+/// A bearer token; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// The token in [`TOKEN_ENV`], looked up with `var` (`std::env::var_os` in the
+    /// binary): there is deliberately no flag, since command lines are visible to
+    /// every user through `ps` and end up in shell history. Unset or empty: no token.
+    pub fn from_env(var: impl Fn(&str) -> Option<OsString>) -> Result<Option<Token>, String> {
+        match var(TOKEN_ENV) {
+            None => Ok(None),
+            Some(value) if value.is_empty() => Ok(None),
+            Some(value) => value
+                .into_string()
+                .map(|token| Some(Token(token.trim().to_owned())))
+                .map_err(|_| format!("{TOKEN_ENV} is not valid UTF-8")),
+        }
+    }
+
+    /// The token itself, to hand to the client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
 }
 
 /// The subcommands: one per RPC, and the chargeback export.
@@ -375,4 +443,55 @@ fn parse_time_arg(input: &str) -> Result<DateTime<Utc>, String> {
         Error::InvalidArgument { message } => message,
         other => other.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
+        let pairs: Vec<(String, OsString)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), OsString::from(v)))
+            .collect();
+        move |key| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn token_comes_from_the_environment_only() {
+        let token = Token::from_env(env(&[(TOKEN_ENV, "s3cret\n")])).expect("utf-8");
+        assert_eq!(token.as_ref().map(Token::expose), Some("s3cret"));
+        assert_eq!(format!("{token:?}"), "Some(Token(<redacted>))");
+        assert_eq!(Token::from_env(env(&[])), Ok(None));
+        assert_eq!(Token::from_env(env(&[(TOKEN_ENV, "")])), Ok(None));
+        // No flag takes it: a token on the command line is a usage error.
+        let err = Cli::try_parse_from(["bedrock-attribution", "--token", "s3cret", "status"])
+            .expect_err("no --token flag");
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+        let cli = Cli::try_parse_from(["bedrock-attribution", "status"]).expect("args");
+        assert_eq!(cli.global.token, None, "parsing never fills the token");
+    }
+
+    #[test]
+    fn tls_flags() {
+        let cli = Cli::try_parse_from([
+            "bedrock-attribution",
+            "--server",
+            "https://attribution.example:443",
+            "status",
+            "--ca-file",
+            "/etc/ca.pem",
+            "--client-cert",
+            "/etc/me.pem",
+            "--client-key",
+            "/etc/me.key",
+        ])
+        .expect("args");
+        assert_eq!(cli.global.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(cli.global.client_cert, Some(PathBuf::from("/etc/me.pem")));
+        assert_eq!(cli.global.client_key, Some(PathBuf::from("/etc/me.key")));
+        let err = Cli::try_parse_from(["bedrock-attribution", "--client-cert", "/c", "status"])
+            .expect_err("a certificate without its key");
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
 }

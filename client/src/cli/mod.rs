@@ -128,7 +128,7 @@ impl CliError {
 /// Entry point of the binary: parses the command line, runs it, prints errors as
 /// `error: <CODE>: <message>` and returns 0, 1 (usage) or 2 (any other error).
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             // Best effort: there is nowhere left to report a failed write to.
@@ -138,6 +138,13 @@ pub fn main() -> ExitCode {
             } else {
                 ExitCode::SUCCESS
             };
+        }
+    };
+    cli.global.token = match args::Token::from_env(|key| std::env::var_os(key)) {
+        Ok(token) => token,
+        Err(reason) => {
+            eprintln!("error: INVALID_ARGUMENT: {reason}");
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -168,12 +175,7 @@ pub fn main() -> ExitCode {
 ///
 /// Notes of CSV answers go to stderr so that stdout stays loadable.
 pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
-    let timeout = Duration::from_secs(cli.global.timeout);
-    let client = Client::builder(cli.global.server.clone())
-        .connect_timeout(timeout)
-        .request_timeout(timeout)
-        .build()
-        .await?;
+    let client = connect(&cli.global).await?;
     let format = cli.global.format;
     match &cli.command {
         Command::CostByPrincipal(args) => {
@@ -226,6 +228,29 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
         }
         Command::Chargeback(args) => chargeback::run(&client, args, out).await,
     }
+}
+
+/// A client as the global options say: server, timeouts, CA, client certificate, token.
+async fn connect(global: &args::GlobalArgs) -> Result<Client, CliError> {
+    let timeout = Duration::from_secs(global.timeout);
+    let mut builder = Client::builder(global.server.clone())
+        .connect_timeout(timeout)
+        .request_timeout(timeout);
+    if let Some(path) = &global.ca_file {
+        builder = builder.ca_file(path);
+    }
+    if let (Some(cert), Some(key)) = (&global.client_cert, &global.client_key) {
+        let read = |flag: &str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| CliError::Usage {
+                reason: format!("{flag} {}: {e}", path.display()),
+            })
+        };
+        builder = builder.identity(read("--client-cert", cert)?, read("--client-key", key)?);
+    }
+    if let Some(token) = &global.token {
+        builder = builder.bearer_token(token.expose());
+    }
+    Ok(builder.build().await?)
 }
 
 fn notes_to_stderr(format: Format, info: Option<&proto::AnswerInfo>) {

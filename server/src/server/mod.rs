@@ -4,13 +4,14 @@
 //! [`session`] (DataFusion), [`health`], [`refresher`], [`shutdown`], the Prometheus
 //! endpoint [`metrics`]; this one wires them to a listener, every service behind the
 //! per-RPC spans, metrics and audit events of [`crate::telemetry::rpc`], then the access
-//! control of [`crate::auth`].
+//! control of [`crate::auth`], over plain TCP or the rotating TLS of [`tls`].
 
 pub mod health;
 pub mod metrics;
 pub mod refresher;
 pub mod session;
 pub mod shutdown;
+pub mod tls;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -68,6 +69,7 @@ pub struct ServerHandle {
     ready: watch::Receiver<bool>,
     catalog: Arc<Catalog>,
     metrics: Option<(SocketAddr, JoinHandle<()>)>,
+    health: Option<(SocketAddr, JoinHandle<Result<(), tonic::transport::Error>>)>,
 }
 
 impl ServerHandle {
@@ -79,6 +81,11 @@ impl ServerHandle {
     /// The address of the Prometheus endpoint, when `--metrics-listen` was given.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// The address of the plain-text health listener, when `--health-listen` was given.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health.as_ref().map(|(addr, _)| *addr)
     }
 
     /// The catalog being served.
@@ -100,6 +107,10 @@ impl ServerHandle {
             reloader.abort();
         }
         let served = self.serve.await;
+        // Probes need no draining: the health listener goes with the API.
+        if let Some((_, health)) = self.health {
+            health.abort();
+        }
         // A period built just before the signal is still being written to the cache.
         self.catalog.flush_cache().await;
         // Scrapes go on while requests drain; the endpoint stops last.
@@ -144,6 +155,8 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
             None
         }
     };
+    // Unusable TLS files stop the start, before anything listens.
+    let tls = tls::TlsReloader::from_config(&config.tls)?;
     let listener =
         TcpListener::bind(config.server.listen)
             .await
@@ -153,9 +166,6 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
     let addr = listener.local_addr().map_err(|e| Error::InvalidConfig {
         reason: e.to_string(),
     })?;
-    // Answers go out as several small writes (headers, data, trailers); without
-    // TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms to each small answer.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let metrics = match config.telemetry.metrics_listen {
         Some(addr) => Some(metrics::start(addr, catalog.clone()).await?),
         None => None,
@@ -194,26 +204,47 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
 
     let health_reporter = reporter.clone();
     let drain = shutdown_rx.clone();
-    let serve = tokio::spawn(
-        tonic::transport::Server::builder()
-            .concurrency_limit_per_connection(config.server.concurrency_per_connection)
-            .layer(RpcLayer)
-            .layer(AuthLayer::new(auth_file.clone()))
-            .add_service(health)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(AttributionServiceServer::new(api))
-            .serve_with_incoming_shutdown(incoming, async move {
-                let mut drain = drain;
-                let _ = drain.wait_for(|stop| *stop).await;
-                health::set_health(&health_reporter, false).await;
-            }),
-    );
+    let health_listener = match config.server.health_listen {
+        Some(addr) => Some(health_only(addr, health.clone(), shutdown_rx.clone()).await?),
+        None => None,
+    };
+    let reflection = config.server.reflection;
+    let router = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(config.server.concurrency_per_connection)
+        // Outermost: every layer after it sees who the client certificate names.
+        .layer(tls::PeerSubjectLayer)
+        .layer(RpcLayer)
+        .layer(AuthLayer::new(auth_file.clone()))
+        .add_service(health)
+        .add_optional_service(reflection.then_some(reflection_v1))
+        .add_optional_service(reflection.then_some(reflection_v1alpha))
+        .add_service(AttributionServiceServer::new(api));
+    let stop = async move {
+        let mut drain = drain;
+        let _ = drain.wait_for(|stop| *stop).await;
+        health::set_health(&health_reporter, false).await;
+    };
+    let serve = match &tls {
+        Some(tls) => {
+            tracing::info!(
+                client_certificates = tls.mutual(),
+                "tls on; certificate files are re-read when they change"
+            );
+            let incoming = tls::incoming(listener, tls.clone());
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
+        }
+        None => {
+            // Answers go out as several small writes (headers, data, trailers); without
+            // TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms to each one.
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
+        }
+    };
     health::follow(&catalog, reporter, ready_tx, shutdown_rx.clone());
     let auth_reloader = auth_file
         .map(|file| file.spawn_reloader(auth_config.auth_reload_interval, shutdown_rx.clone()));
     let refresher = refresher::spawn(catalog.clone(), config.data.refresh_interval, shutdown_rx);
-    tracing::info!(%addr, "listening");
+    tracing::info!(%addr, tls = tls.is_some(), reflection, "listening");
     Ok(ServerHandle {
         addr,
         shutdown: shutdown_tx,
@@ -223,5 +254,45 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
         ready: ready_rx,
         catalog,
         metrics,
+        health: health_listener,
     })
+}
+
+/// Serves only `grpc.health.v1.Health`, in plain text, on `addr`: kubelet gRPC probes
+/// cannot speak TLS, and the health status tells nothing about the data.
+async fn health_only<S>(
+    addr: SocketAddr,
+    health: S,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(SocketAddr, JoinHandle<Result<(), tonic::transport::Error>>), Error>
+where
+    S: tower_service::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::InvalidConfig {
+            reason: format!("--health-listen: cannot listen on {addr}: {e}"),
+        })?;
+    let bound = listener.local_addr().map_err(|e| Error::InvalidConfig {
+        reason: e.to_string(),
+    })?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let serve = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            }),
+    );
+    tracing::info!(addr = %bound, "health listening (plain text)");
+    Ok((bound, serve))
 }

@@ -49,23 +49,7 @@ impl TestServer {
     /// Serves `sources` (any URLs) with `extra` flags on `127.0.0.1:0` and waits for
     /// the first snapshot.
     pub async fn serve(sources: &[String], extra: &[String]) -> Self {
-        let mut args = vec![
-            "test".to_owned(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--refresh-interval".into(),
-            "0".into(),
-        ];
-        for source in sources {
-            args.push("--source".into());
-            args.push(source.clone());
-        }
-        args.extend(extra.iter().cloned());
-        if !extra.iter().any(|a| a == "--cache-dir") {
-            // Tests never write to the user's cache directory.
-            args.push("--no-cache".into());
-        }
-        let config = Config::try_parse_from(args).unwrap_or_else(|e| panic!("config: {e}"));
+        let config = config(sources, extra);
         let catalog = server::catalog_from(&config.data).unwrap_or_else(|e| panic!("{e}"));
         let handle = server::start(&config, catalog)
             .await
@@ -93,6 +77,28 @@ impl TestServer {
             .await
             .unwrap_or_else(|e| panic!("shutdown: {e}"));
     }
+}
+
+/// The configuration of a test server: `sources` (any URLs) and `extra` flags on
+/// `127.0.0.1:0`, no background refresh, no layer cache unless `extra` names one.
+pub fn config(sources: &[String], extra: &[String]) -> Config {
+    let mut args = vec![
+        "test".to_owned(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--refresh-interval".into(),
+        "0".into(),
+    ];
+    for source in sources {
+        args.push("--source".into());
+        args.push(source.clone());
+    }
+    args.extend(extra.iter().cloned());
+    if !extra.iter().any(|a| a == "--cache-dir") {
+        // Tests never write to the user's cache directory.
+        args.push("--no-cache".into());
+    }
+    Config::try_parse_from(args).unwrap_or_else(|e| panic!("config: {e}"))
 }
 
 /// A time range from two RFC 3339 strings.

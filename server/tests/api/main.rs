@@ -23,4 +23,5 @@ mod refresh;
 mod s3;
 mod s3fixture;
 mod shapes_2026;
+mod tls;
 mod traces;
