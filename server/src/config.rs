@@ -16,6 +16,9 @@ pub struct Config {
     /// How the gRPC server listens.
     #[command(flatten)]
     pub server: ServerConfig,
+    /// What one request may ask and use.
+    #[command(flatten)]
+    pub limits: LimitsConfig,
     /// Metrics, logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
@@ -256,6 +259,42 @@ impl ServerConfig {
     }
 }
 
+/// Limits on what one request may ask and use, and the key of its page tokens.
+#[derive(Debug, Clone, Args)]
+pub struct LimitsConfig {
+    /// Longest time range a request may span (e.g. 5y, 400d, 90d); longer ranges are
+    /// refused with INVALID_ARGUMENT. A year counts 366 days.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_MAX_RANGE", default_value = "5y", value_parser = parse_span)]
+    pub max_range: Duration,
+
+    /// File holding the key (at least 32 bytes; trailing whitespace ignored) that page
+    /// tokens are authenticated with: give every replica the same one (a mounted
+    /// Secret), so tokens page on any replica. Without it the key is generated once into
+    /// the cache directory, or per process when there is none.
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_PAGE_TOKEN_KEY_FILE",
+        value_name = "PATH"
+    )]
+    pub page_token_key_file: Option<PathBuf>,
+}
+
+/// Parses a span: `5y` (366 days a year), `90d`, or any [`parse_duration`] value.
+pub fn parse_span(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    for (unit, days) in [("y", 366u64), ("d", 1)] {
+        if let Some(n) = t.strip_suffix(unit)
+            && let Ok(n) = n.parse::<u64>()
+        {
+            return n
+                .checked_mul(days * 86_400)
+                .map(Duration::from_secs)
+                .ok_or_else(|| format!("{s:?} is too long"));
+        }
+    }
+    parse_duration(t).map_err(|_| format!("{s:?} is not a span like 5y, 400d or 24h"))
+}
+
 /// Metrics, logs and traces.
 #[derive(Debug, Clone, Default, Args)]
 pub struct TelemetryConfig {
@@ -336,6 +375,10 @@ mod tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_span("5y"), Ok(Duration::from_secs(5 * 366 * 86_400)));
+        assert_eq!(parse_span("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse_span("24h"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_span("5w").is_err());
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::{
     config::{Config, DataConfig},
     error::Error,
     layers::persist::LayerCache,
+    query::page::{KeySource, PageKeys},
     rules::bedrock::BedrockRule,
     service::AttributionApi,
     telemetry::rpc::RpcLayer,
@@ -161,11 +162,28 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
             reason: format!("reflection: {e}"),
         })?;
 
+    let (page_keys, key_source) = PageKeys::load(
+        config.limits.page_token_key_file.as_deref(),
+        config.data.layer_cache_dir().as_deref(),
+    )?;
+    match key_source {
+        KeySource::File(path) => {
+            tracing::info!(path = %path.display(), "page tokens authenticated with the key file")
+        }
+        KeySource::Cache(path) => {
+            tracing::info!(path = %path.display(), "page tokens authenticated with the key kept in the cache directory")
+        }
+        KeySource::Process => tracing::warn!(
+            "page tokens are authenticated with a key of this process only: they will not survive a restart nor page on another replica; give --page-token-key-file"
+        ),
+    }
     let api = AttributionApi::new(
         catalog.clone(),
         config.server.query_timeout,
         config.server.limits(),
-    );
+        page_keys,
+    )
+    .with_max_range(config.limits.max_range);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(false);
 

@@ -100,6 +100,15 @@ impl Admission {
     }
 }
 
+/// The name a request's limits and page tokens are kept per: the authenticated
+/// caller's name once authentication is on (the auth layer puts an `Arc<Caller>` into
+/// the request's extensions and this function will read its name from there), and
+/// `"anonymous"` for every request until then, so all callers share one budget.
+pub fn caller_key(extensions: &http::Extensions) -> String {
+    let _ = extensions;
+    "anonymous".to_owned()
+}
+
 /// A wait worth suggesting: the line's length in turns of ~50 ms, at least 100 ms.
 fn retry_hint(queued: usize, running: usize) -> Duration {
     let turns = queued / running.max(1) + 1;

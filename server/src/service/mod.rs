@@ -17,7 +17,12 @@ use tonic::{Request, Response, Status};
 use crate::{
     catalog::Catalog,
     error::Error,
-    query::{self, Dimension, QuerySpec, cache::AnswerCache, discovery, page},
+    query::{
+        self, Dimension, QuerySpec,
+        cache::AnswerCache,
+        discovery,
+        page::{self, PageKeys},
+    },
     snapshot::Snapshot,
     telemetry::{self, rpc::record_rows, rpc::record_spec},
 };
@@ -31,6 +36,10 @@ pub struct AttributionApi {
     admission: Arc<admission::Admission>,
     /// Layer rows up to which a query never waits (not counted as waiting).
     small_rows: usize,
+    /// Authenticates page tokens.
+    page_keys: Arc<PageKeys>,
+    /// The longest time range a request may span (`--max-range`).
+    max_range: Duration,
 }
 
 /// The parts shared by the three grouped answers.
@@ -41,6 +50,10 @@ struct Grouped {
     total_tokens: pb::Tokens,
     info: pb::AnswerInfo,
 }
+
+/// The longest time range a request may span unless `--max-range` says otherwise: five
+/// years (of 366 days, so any five calendar years fit).
+pub const DEFAULT_MAX_RANGE: Duration = Duration::from_secs(5 * 366 * 86_400);
 
 fn fingerprint<M: Message + Clone>(rpc: &str, message: &M, clear: impl FnOnce(&mut M)) -> u64 {
     let mut m = message.clone();
@@ -131,15 +144,50 @@ fn uncovered_months(snapshot: &Snapshot, start: i64, end: i64) -> Vec<String> {
 
 impl AttributionApi {
     /// An API over `catalog`; each query gets at most `query_timeout` (or the caller's
-    /// shorter deadline), waiting included, and large ones run within `limits`.
-    pub fn new(catalog: Arc<Catalog>, query_timeout: Duration, limits: admission::Limits) -> Self {
+    /// shorter deadline), waiting included, and large ones run within `limits`; page
+    /// tokens are authenticated with `page_keys`.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        query_timeout: Duration,
+        limits: admission::Limits,
+        page_keys: PageKeys,
+    ) -> Self {
         Self {
             catalog,
             query_timeout,
             answers: Arc::default(),
             admission: Arc::new(admission::Admission::new(limits)),
             small_rows: limits.small_rows,
+            page_keys: Arc::new(page_keys),
+            max_range: DEFAULT_MAX_RANGE,
         }
+    }
+
+    /// Refuses time ranges longer than `max_range` (`--max-range`).
+    pub fn with_max_range(mut self, max_range: Duration) -> Self {
+        self.max_range = max_range;
+        self
+    }
+
+    /// The domain spec of a request (the handler records it on the RPC's span once final).
+    fn spec(
+        &self,
+        range: Option<&pb::TimeRange>,
+        filter: Option<&pb::Filter>,
+        metric: i32,
+        granularity: i32,
+        dimensions: Vec<Dimension>,
+    ) -> Result<QuerySpec, Error> {
+        let (start, end) = convert::time_range(range, self.max_range)?;
+        Ok(QuerySpec {
+            start,
+            end,
+            filter: convert::filter(filter)?,
+            metric: convert::metric(metric)?,
+            granularity: convert::granularity(granularity)?,
+            dimensions,
+            allocation: false,
+        })
     }
 
     /// Admission of a query reading `rows` layer rows, counted: a large query's wait
@@ -173,7 +221,14 @@ impl AttributionApi {
         per_million: bool,
     ) -> Result<Grouped, Error> {
         let snapshot = self.catalog.require_snapshot()?;
-        let page = page::request(page_size, page_token, snapshot.version, fingerprint)?;
+        let caller = admission::caller_key(request.extensions());
+        let page = self.page_keys.request(
+            page_size,
+            page_token,
+            snapshot.version,
+            fingerprint,
+            &caller,
+        )?;
         let answer = self.answer(request, &snapshot, &spec, fingerprint).await?;
         let rows = page::slice(&answer.rows, page)
             .iter()
@@ -190,11 +245,12 @@ impl AttributionApi {
             .collect();
         Ok(Grouped {
             rows,
-            next_page_token: page::next_token(
+            next_page_token: self.page_keys.next_token(
                 page,
                 answer.rows.len(),
                 snapshot.version,
                 fingerprint,
+                &caller,
             ),
             totals: answer
                 .totals
@@ -258,27 +314,6 @@ fn count_scan(snapshot: &Snapshot, spec: &QuerySpec, rows: usize) {
     telemetry::metrics::rows_scanned(rows, used.fine, used.daily, used.monthly);
 }
 
-/// The domain spec of a request (the handler records it on the RPC's span once final).
-fn spec(
-    range: Option<&pb::TimeRange>,
-    filter: Option<&pb::Filter>,
-    metric: i32,
-    granularity: i32,
-    dimensions: Vec<Dimension>,
-) -> Result<QuerySpec, Error> {
-    let (start, end) = convert::time_range(range)?;
-    let spec = QuerySpec {
-        start,
-        end,
-        filter: convert::filter(filter)?,
-        metric: convert::metric(metric)?,
-        granularity: convert::granularity(granularity)?,
-        dimensions,
-        allocation: false,
-    };
-    Ok(spec)
-}
-
 #[tonic::async_trait]
 impl AttributionService for AttributionApi {
     async fn cost_by_principal(
@@ -295,7 +330,7 @@ impl AttributionService for AttributionApi {
             &r.also_group_by_tag_key,
             grouping,
         )?);
-        let mut spec = spec(
+        let mut spec = self.spec(
             r.time_range.as_ref(),
             r.filter.as_ref(),
             r.cost_metric,
@@ -342,7 +377,7 @@ impl AttributionService for AttributionApi {
             )
             .into());
         }
-        let mut spec = spec(
+        let mut spec = self.spec(
             r.time_range.as_ref(),
             r.filter.as_ref(),
             r.cost_metric,
@@ -376,7 +411,7 @@ impl AttributionService for AttributionApi {
         let grouping = convert::grouping("principal_grouping", r.principal_grouping)?;
         let dimensions =
             convert::dimensions("group_by", &r.group_by, "tag_key", &r.tag_key, grouping)?;
-        let spec = spec(
+        let spec = self.spec(
             r.time_range.as_ref(),
             r.filter.as_ref(),
             r.cost_metric,
@@ -407,7 +442,7 @@ impl AttributionService for AttributionApi {
     ) -> Result<Response<pb::ListPrincipalsResponse>, Status> {
         let r = request.get_ref();
         let grouping = convert::grouping("grouping", r.grouping)?;
-        let spec = spec(
+        let spec = self.spec(
             r.time_range.as_ref(),
             r.filter.as_ref(),
             0,
@@ -420,7 +455,10 @@ impl AttributionService for AttributionApi {
             m.page_size = 0;
         });
         let (snapshot, answer) = self.run_discovery(&request, &spec, fp).await?;
-        let page = page::request(r.page_size, &r.page_token, snapshot.version, fp)?;
+        let caller = admission::caller_key(request.extensions());
+        let page =
+            self.page_keys
+                .request(r.page_size, &r.page_token, snapshot.version, fp, &caller)?;
         let all = discovery::by_first_key(&answer);
         let principals = page::slice(&all, page)
             .iter()
@@ -434,7 +472,13 @@ impl AttributionService for AttributionApi {
         record_rows("ListPrincipals", principals.len());
         Ok(Response::new(pb::ListPrincipalsResponse {
             principals,
-            next_page_token: page::next_token(page, all.len(), snapshot.version, fp),
+            next_page_token: self.page_keys.next_token(
+                page,
+                all.len(),
+                snapshot.version,
+                fp,
+                &caller,
+            ),
             info: Some(pb::AnswerInfo {
                 snapshot_version: snapshot.version,
                 notes: notes(&snapshot, &spec),
@@ -447,14 +491,18 @@ impl AttributionService for AttributionApi {
         request: Request<pb::ListTagKeysRequest>,
     ) -> Result<Response<pb::ListTagKeysResponse>, Status> {
         let r = request.get_ref();
-        let spec = spec(r.time_range.as_ref(), r.filter.as_ref(), 0, 0, Vec::new())?;
+        let spec = self.spec(r.time_range.as_ref(), r.filter.as_ref(), 0, 0, Vec::new())?;
+        let key_prefix = convert::key_prefix(&r.key_prefix)?;
         record_spec(&spec);
         let fp = fingerprint("ListTagKeys", r, |m| {
             m.page_token.clear();
             m.page_size = 0;
         });
         let snapshot = self.catalog.require_snapshot()?;
-        let page = page::request(r.page_size, &r.page_token, snapshot.version, fp)?;
+        let caller = admission::caller_key(request.extensions());
+        let page =
+            self.page_keys
+                .request(r.page_size, &r.page_token, snapshot.version, fp, &caller)?;
         let timeout = deadline::effective(request.metadata(), self.query_timeout);
         let rows = query::plan::rows_to_scan(&snapshot, &spec)?;
         let (keys, total) = tokio::time::timeout(timeout, async {
@@ -466,7 +514,7 @@ impl AttributionService for AttributionApi {
         .map_err(|_| Error::Deadline)??;
         let keys: Vec<_> = keys
             .into_iter()
-            .filter(|(k, _)| k.starts_with(&r.key_prefix))
+            .filter(|(k, _)| k.starts_with(key_prefix))
             .collect();
         let tag_keys = page::slice(&keys, page)
             .iter()
@@ -480,7 +528,13 @@ impl AttributionService for AttributionApi {
         record_rows("ListTagKeys", tag_keys.len());
         Ok(Response::new(pb::ListTagKeysResponse {
             tag_keys,
-            next_page_token: page::next_token(page, keys.len(), snapshot.version, fp),
+            next_page_token: self.page_keys.next_token(
+                page,
+                keys.len(),
+                snapshot.version,
+                fp,
+                &caller,
+            ),
             total_line_items: total,
             info: Some(pb::AnswerInfo {
                 snapshot_version: snapshot.version,
@@ -500,7 +554,7 @@ impl AttributionService for AttributionApi {
         request: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
         let r = request.get_ref();
-        let spec = spec(
+        let spec = self.spec(
             r.time_range.as_ref(),
             r.filter.as_ref(),
             0,
@@ -513,7 +567,10 @@ impl AttributionService for AttributionApi {
             m.page_size = 0;
         });
         let (snapshot, answer) = self.run_discovery(&request, &spec, fp).await?;
-        let page = page::request(r.page_size, &r.page_token, snapshot.version, fp)?;
+        let caller = admission::caller_key(request.extensions());
+        let page =
+            self.page_keys
+                .request(r.page_size, &r.page_token, snapshot.version, fp, &caller)?;
         let all = discovery::by_first_key(&answer);
         let models = page::slice(&all, page)
             .iter()
@@ -527,7 +584,13 @@ impl AttributionService for AttributionApi {
         record_rows("ListModels", models.len());
         Ok(Response::new(pb::ListModelsResponse {
             models,
-            next_page_token: page::next_token(page, all.len(), snapshot.version, fp),
+            next_page_token: self.page_keys.next_token(
+                page,
+                all.len(),
+                snapshot.version,
+                fp,
+                &caller,
+            ),
             info: Some(pb::AnswerInfo {
                 snapshot_version: snapshot.version,
                 notes: notes(&snapshot, &spec),

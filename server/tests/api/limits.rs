@@ -1,14 +1,383 @@
-//! Admission: beyond the running and queued limits, large questions are refused at once
-//! with RESOURCE_EXHAUSTED and a retry hint; nothing else goes wrong.
+//! Limits and resilience: every bad field is INVALID_ARGUMENT naming the field in
+//! `google.rpc.BadRequest`; page tokens are authenticated; errors carry no server paths;
+//! beyond the running and queued limits, large questions are refused at once with
+//! RESOURCE_EXHAUSTED and a retry hint.
+
+use std::path::Path;
 
 use bedrock_attribution_client::proto;
 use tonic::Code;
+use tonic_types::StatusExt;
 
-use crate::common::{TestServer, small_export};
+use crate::common::{TestServer, range, small_export};
+
+fn sources() -> Vec<String> {
+    vec![format!("file://{}", small_export().display())]
+}
+
+/// The one field violation of an INVALID_ARGUMENT status.
+fn violation(status: &tonic::Status) -> (String, String) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let bad = status
+        .get_details_bad_request()
+        .unwrap_or_else(|| panic!("no BadRequest details in {status:?}"));
+    assert_eq!(bad.field_violations.len(), 1, "{bad:?}");
+    let v = &bad.field_violations[0];
+    (v.field.clone(), v.description.clone())
+}
+
+fn may() -> Option<proto::TimeRange> {
+    range("2026-05-01T00:00:00Z", "2026-06-01T00:00:00Z")
+}
+
+fn with_filter(filter: proto::Filter) -> proto::CostByPrincipalRequest {
+    proto::CostByPrincipalRequest {
+        time_range: may(),
+        filter: Some(filter),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn every_bad_field_is_named_in_bad_request_details() {
+    let server = TestServer::serve(&sources(), &["--max-range".into(), "400d".into()]).await;
+    let mut raw = server.client.raw();
+    let huge = "x".repeat(100 * 1024);
+    let many: Vec<String> = (0..10_000).map(|i| format!("model-{i}")).collect();
+    let cases: Vec<(proto::CostByPrincipalRequest, &str, &str)> = vec![
+        (
+            proto::CostByPrincipalRequest::default(),
+            "time_range",
+            "is required",
+        ),
+        (
+            proto::CostByPrincipalRequest {
+                time_range: range("2026-06-01T00:00:00Z", "2026-05-01T00:00:00Z"),
+                ..Default::default()
+            },
+            "time_range",
+            "not after start",
+        ),
+        (
+            proto::CostByPrincipalRequest {
+                time_range: range("1970-01-01T00:00:00Z", "2100-01-01T00:00:00Z"),
+                ..Default::default()
+            },
+            "time_range",
+            "maximum of 400 days (--max-range)",
+        ),
+        (
+            proto::CostByPrincipalRequest {
+                time_range: Some(proto::TimeRange {
+                    start: Some(prost_types::Timestamp {
+                        seconds: i64::MIN,
+                        nanos: 0,
+                    }),
+                    end: may().and_then(|r| r.end),
+                }),
+                ..Default::default()
+            },
+            "time_range.start",
+            "not a valid timestamp",
+        ),
+        (
+            proto::CostByPrincipalRequest {
+                time_range: may(),
+                page_size: 10_001,
+                ..Default::default()
+            },
+            "page_size",
+            "maximum of 10000",
+        ),
+        (
+            proto::CostByPrincipalRequest {
+                time_range: may(),
+                cost_metric: 42,
+                ..Default::default()
+            },
+            "cost_metric",
+            "42 is not a known value",
+        ),
+        (
+            proto::CostByPrincipalRequest {
+                time_range: may(),
+                grouping: -1,
+                ..Default::default()
+            },
+            "grouping",
+            "not a known value",
+        ),
+        (
+            proto::CostByPrincipalRequest {
+                time_range: may(),
+                also_group_by: vec![proto::Dimension::Tag.into()],
+                also_group_by_tag_key: "iamPrincipal/".to_owned() + &"k".repeat(129),
+                ..Default::default()
+            },
+            "also_group_by_tag_key",
+            "at most 128 characters",
+        ),
+        (
+            proto::CostByPrincipalRequest {
+                time_range: may(),
+                also_group_by: vec![proto::Dimension::Tag.into()],
+                also_group_by_tag_key: "iamPrincipal/team\0".into(),
+                ..Default::default()
+            },
+            "also_group_by_tag_key",
+            "contains '\\0'",
+        ),
+        (
+            with_filter(proto::Filter {
+                account_ids: vec!["111111111111".into(), "12345".into()],
+                ..Default::default()
+            }),
+            "filter.account_ids[1]",
+            "\"12345\" is not a 12-digit AWS account id",
+        ),
+        (
+            with_filter(proto::Filter {
+                payer_account_ids: vec!["' OR 1=1 --".into()],
+                ..Default::default()
+            }),
+            "filter.payer_account_ids[0]",
+            "not a 12-digit AWS account id",
+        ),
+        (
+            with_filter(proto::Filter {
+                principals: vec!["arn:aws:iam::12345:user/alice".into()],
+                ..Default::default()
+            }),
+            "filter.principals[0]",
+            "is not an ARN",
+        ),
+        (
+            with_filter(proto::Filter {
+                models: many.clone(),
+                ..Default::default()
+            }),
+            "filter.models",
+            "has 10000 values; at most 1000",
+        ),
+        (
+            with_filter(proto::Filter {
+                regions: vec![huge.clone()],
+                ..Default::default()
+            }),
+            "filter.regions[0]",
+            "is 102400 characters long",
+        ),
+        (
+            with_filter(proto::Filter {
+                tags: vec![proto::TagFilter {
+                    key: "iamPrincipal/team".into(),
+                    values: vec!["ok".into(), "v".repeat(257)],
+                    untagged: false,
+                }],
+                ..Default::default()
+            }),
+            "filter.tags.values[1]",
+            "at most 256",
+        ),
+        (
+            with_filter(proto::Filter {
+                usage_categories: vec![77],
+                ..Default::default()
+            }),
+            "filter.usage_categories",
+            "77 is not a known value",
+        ),
+    ];
+    for (request, field, needle) in cases {
+        let status = raw.cost_by_principal(request).await.unwrap_err();
+        let (got, description) = violation(&status);
+        assert_eq!(got, field, "{status:?}");
+        assert!(
+            description.contains(needle),
+            "{needle:?} not in {description:?}"
+        );
+        assert!(status.message().contains(field), "{}", status.message());
+    }
+
+    // ListTagKeys' prefix is bounded too.
+    let status = raw
+        .list_tag_keys(proto::ListTagKeysRequest {
+            time_range: may(),
+            key_prefix: huge.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violation(&status).0, "key_prefix");
+
+    // Hostile but well-formed values are plain values: matched exactly, no rows, no error.
+    let answer = raw
+        .cost_by_principal(with_filter(proto::Filter {
+            models: vec!["x'; DROP TABLE line_items; --".into(), "\"quoted\"".into()],
+            principals: vec!["' OR '1'='1".into()],
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.rows.is_empty(), "{:?}", answer.rows);
+    assert!(
+        answer
+            .totals
+            .iter()
+            .all(|m| m.exact == "0" || m.exact.is_empty())
+            || answer.totals.is_empty()
+    );
+    // The quoted key of the data contract stays accepted.
+    raw.cost_by_tag(proto::CostByTagRequest {
+        time_range: may(),
+        tag_key: "iamPrincipal/it's \"quoted\"".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    server.stop().await;
+}
+
+/// Pages of `request` through `raw`, as (rows, next token).
+async fn page(
+    raw: &mut bedrock_attribution_client::proto::attribution_service_client::AttributionServiceClient<
+        tonic::transport::Channel,
+    >,
+    token: &str,
+) -> Result<(usize, String), tonic::Status> {
+    let r = raw
+        .cost_by_principal(proto::CostByPrincipalRequest {
+            time_range: may(),
+            page_size: 3,
+            page_token: token.to_owned(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    Ok((r.rows.len(), r.next_page_token))
+}
+
+#[tokio::test]
+async fn page_tokens_are_authenticated_and_shared_by_replicas_with_one_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("page-token.key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let flags = [
+        "--page-token-key-file".to_owned(),
+        key.display().to_string(),
+    ];
+    let a = TestServer::serve(&sources(), &flags).await;
+    let b = TestServer::serve(&sources(), &flags).await;
+    let other = TestServer::serve(&sources(), &[]).await;
+    let (mut ra, mut rb, mut ro) = (a.client.raw(), b.client.raw(), other.client.raw());
+
+    let (rows, token) = page(&mut ra, "").await.unwrap();
+    assert_eq!(rows, 3);
+    assert!(!token.is_empty());
+    // Another replica with the same key and data continues the paging.
+    let (rows, next) = page(&mut rb, &token).await.unwrap();
+    assert_eq!(rows, 3);
+    assert_ne!(next, token);
+    // A server with another key refuses it.
+    let status = page(&mut ro, &token).await.unwrap_err();
+    assert_eq!(violation(&status).0, "page_token");
+
+    // Forged (one character changed), truncated, padded, or another request's token.
+    let mut forged = token.clone().into_bytes();
+    let i = forged.len() / 2;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    for bad in [
+        String::from_utf8(forged).unwrap(),
+        token[..token.len() - 4].to_owned(),
+        format!("{token}=="),
+        "AAAA".repeat(20),
+    ] {
+        let status = page(&mut ra, &bad).await.unwrap_err();
+        assert_eq!(violation(&status).0, "page_token", "{bad}");
+    }
+    let status = ra
+        .cost_by_principal(proto::CostByPrincipalRequest {
+            time_range: may(),
+            page_size: 3,
+            page_token: token.clone(),
+            grouping: proto::PrincipalGrouping::Role.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let (field, description) = violation(&status);
+    assert_eq!(field, "page_token");
+    assert!(description.contains("different request"), "{description}");
+
+    a.stop().await;
+    b.stop().await;
+    other.stop().await;
+}
+
+#[tokio::test]
+async fn a_page_token_survives_a_restart_with_the_cache_directory_key() {
+    let cache = tempfile::tempdir().unwrap();
+    let flags = ["--cache-dir".to_owned(), cache.path().display().to_string()];
+    let first = TestServer::serve(&sources(), &flags).await;
+    let (_, token) = page(&mut first.client.raw(), "").await.unwrap();
+    first.stop().await;
+    let key = cache.path().join("page-token.key");
+    assert!(key.exists(), "the key is kept in the cache directory");
+    let second = TestServer::serve(&sources(), &flags).await;
+    let (rows, _) = page(&mut second.client.raw(), &token).await.unwrap();
+    assert_eq!(rows, 3);
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn unreadable_local_files_are_named_relative_to_the_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("acme-cur2");
+    copy_dir(small_export(), &root);
+    let file = root.join("data/BILLING_PERIOD=2026-04/acme-cur2-00001.snappy.parquet");
+    let whole = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &whole[..whole.len() / 2]).unwrap();
+    let server = TestServer::serve(&[format!("file://{}", root.display())], &[]).await;
+    let status = server
+        .client
+        .raw()
+        .cost_by_principal(proto::CostByPrincipalRequest {
+            time_range: range("2026-04-01T00:00:00Z", "2026-05-01T00:00:00Z"),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let message = status.message();
+    assert!(
+        message.starts_with(
+            "billing period 2026-04 of acme-cur2 cannot be served: data/BILLING_PERIOD=2026-04/acme-cur2-00001.snappy.parquet: "
+        ),
+        "{message}"
+    );
+    let abs = dir.path().display().to_string();
+    assert!(!message.contains(&abs), "{message}");
+    assert!(!message.contains("file://"), "{message}");
+    server.stop().await;
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
 
 #[tokio::test]
 async fn a_full_line_sheds_with_a_retry_hint() {
-    let sources = [format!("file://{}", small_export().display())];
+    let sources = sources();
     let flags: Vec<String> = [
         "--max-concurrent-queries",
         "1",
