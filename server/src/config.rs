@@ -277,6 +277,43 @@ pub struct LimitsConfig {
         value_name = "PATH"
     )]
     pub page_token_key_file: Option<PathBuf>,
+
+    /// Largest request message accepted (e.g. 4MiB); larger ones are refused with
+    /// RESOURCE_EXHAUSTED before they are decoded.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_MAX_REQUEST_BYTES", default_value = "4MiB", value_parser = parse_bytes)]
+    pub max_request_bytes: usize,
+
+    /// Largest answer message sent (e.g. 64MiB); a page over it fails with
+    /// RESOURCE_EXHAUSTED asking for a smaller page_size.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_MAX_RESPONSE_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
+    pub max_response_bytes: usize,
+}
+
+/// Parses a byte size: `512MiB`, `2GiB`, `64KiB`, `4MB` or a plain number of bytes.
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 512MiB, 2GiB or 65536"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "{s:?} has unknown unit {other:?}; use B, KiB, MiB, GiB, KB, MB or GB"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Parses a span: `5y` (366 days a year), `90d`, or any [`parse_duration`] value.
@@ -379,6 +416,14 @@ mod tests {
         assert_eq!(parse_span("90d"), Ok(Duration::from_secs(90 * 86_400)));
         assert_eq!(parse_span("24h"), Ok(Duration::from_secs(86_400)));
         assert!(parse_span("5w").is_err());
+        assert_eq!(parse_bytes("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert_eq!(parse_bytes("2GB"), Ok(2_000_000_000));
+        assert!(parse_bytes("4 parsecs").is_err());
+        assert_eq!(parse_bytes("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert_eq!(parse_bytes("2GB"), Ok(2_000_000_000));
+        assert!(parse_bytes("4 parsecs").is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod refresher;
 pub mod session;
 pub mod shutdown;
+pub mod wire;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -193,10 +194,17 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
         tonic::transport::Server::builder()
             .concurrency_limit_per_connection(config.server.concurrency_per_connection)
             .layer(RpcLayer)
+            .layer(wire::WireCodesLayer {
+                max_request_bytes: config.limits.max_request_bytes,
+            })
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(AttributionServiceServer::new(api))
+            .add_service(
+                AttributionServiceServer::new(api)
+                    .max_decoding_message_size(config.limits.max_request_bytes)
+                    .max_encoding_message_size(config.limits.max_response_bytes),
+            )
             .serve_with_incoming_shutdown(incoming, async move {
                 let mut drain = drain;
                 let _ = drain.wait_for(|stop| *stop).await;

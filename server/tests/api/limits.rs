@@ -431,3 +431,63 @@ async fn a_full_line_sheds_with_a_retry_hint() {
     );
     server.stop().await;
 }
+
+/// A message that is not a `CostByPrincipalRequest`: field 1 (`time_range`, a message)
+/// sent as a varint.
+#[derive(Clone, PartialEq, prost::Message)]
+struct NotARequest {
+    #[prost(uint64, tag = "1")]
+    time_range: u64,
+}
+
+#[tokio::test]
+async fn undecodable_requests_are_invalid_and_oversized_ones_exhausted() {
+    let server =
+        TestServer::serve(&sources(), &["--max-request-bytes".into(), "64KiB".into()]).await;
+    let path = http::uri::PathAndQuery::from_static(
+        "/bedrock.attribution.v1.AttributionService/CostByPrincipal",
+    );
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.unwrap();
+    let status = grpc
+        .unary(
+            tonic::Request::new(NotARequest { time_range: 7 }),
+            path,
+            tonic_prost::ProstCodec::<NotARequest, proto::CostByPrincipalResponse>::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("not a valid message of this RPC"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        !status.message().contains("wire type"),
+        "{}",
+        status.message()
+    );
+
+    // 100 KB of filter values: over the 64 KiB limit before any validation.
+    let status = server
+        .client
+        .raw()
+        .cost_by_principal(with_filter(proto::Filter {
+            models: vec!["m".repeat(100 * 1024)],
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("larger than the server accepts (65536 bytes)"),
+        "{}",
+        status.message()
+    );
+    // The connection still serves.
+    page(&mut server.client.raw(), "").await.unwrap();
+    server.stop().await;
+}
