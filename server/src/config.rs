@@ -246,15 +246,32 @@ pub struct ServerConfig {
         default_value_t = 50_000
     )]
     pub small_query_rows: usize,
+
+    /// Large queries one caller may have running or waiting at once (default: half of
+    /// --max-concurrent-queries plus --max-queued-queries); beyond it that caller is
+    /// refused with RESOURCE_EXHAUSTED while others still get in line. Until callers
+    /// authenticate, every request is the one caller "anonymous".
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_MAX_QUERIES_PER_CALLER")]
+    pub max_queries_per_caller: Option<usize>,
+
+    /// Threads of the query pool, the runtime queries run on apart from the one that
+    /// serves connections and health checks (default: one per core).
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_QUERY_THREADS")]
+    pub query_threads: Option<usize>,
 }
 
 impl ServerConfig {
     /// The admission limits these flags set.
     pub fn limits(&self) -> crate::service::admission::Limits {
+        let concurrent = self.max_concurrent_queries.unwrap_or_else(cores);
         crate::service::admission::Limits {
-            concurrent: self.max_concurrent_queries.unwrap_or_else(cores),
+            concurrent,
             queued: self.max_queued_queries,
             small_rows: self.small_query_rows,
+            per_caller: self
+                .max_queries_per_caller
+                .unwrap_or((concurrent + self.max_queued_queries) / 2)
+                .max(1),
         }
     }
 }

@@ -68,6 +68,19 @@ pub enum Error {
         /// A wait worth suggesting before retrying.
         retry_after: std::time::Duration,
     },
+    /// One caller already has as many large queries running or waiting as it may.
+    #[error(
+        "caller {caller} already has {held} large queries running or waiting, the most one caller may; retry in {} ms",
+        retry_after.as_millis()
+    )]
+    CallerOverloaded {
+        /// The caller's name.
+        caller: String,
+        /// Its queries running or waiting.
+        held: usize,
+        /// A wait worth suggesting before retrying.
+        retry_after: std::time::Duration,
+    },
     /// No snapshot has been built yet.
     #[error("the billing data is still loading; retry in a few seconds")]
     NotReady,
@@ -110,7 +123,7 @@ impl From<Error> for Status {
             Error::DataUnavailable { .. } => Code::FailedPrecondition,
             Error::TooLarge { .. } => Code::ResourceExhausted,
             Error::QueryMemory { .. } => Code::ResourceExhausted,
-            Error::Overloaded { .. } => Code::ResourceExhausted,
+            Error::Overloaded { .. } | Error::CallerOverloaded { .. } => Code::ResourceExhausted,
             Error::NotReady => Code::Unavailable,
             Error::Deadline => Code::DeadlineExceeded,
             Error::Query(_) | Error::Arrow(_) => Code::Internal,
@@ -132,7 +145,8 @@ impl From<Error> for Status {
                         error.to_string(),
                         ErrorDetails::with_bad_request_violation(field.as_ref(), reason.as_str()),
                     ),
-                    Error::Overloaded { retry_after, .. } => {
+                    Error::Overloaded { retry_after, .. }
+                    | Error::CallerOverloaded { retry_after, .. } => {
                         let mut status = Status::with_error_details(
                             code,
                             error.to_string(),

@@ -87,11 +87,14 @@ pub async fn run_with(
     spec: &QuerySpec,
     choice: plan::LayerChoice,
 ) -> Result<Answer, Error> {
-    let batches = plan::plan_with(ctx, snapshot, spec, choice)?
-        .collect()
-        .await?;
+    // Stops within a batch once the request ends (deadline, caller gone).
+    // Stops within a batch once the request ends (deadline, caller gone).
+    let batches = super::cancel::collect(plan::plan_with(ctx, snapshot, spec, choice)?).await?;
     let mut rows = Vec::new();
     for batch in &batches {
+        // A point where a query past its deadline can be aborted (the work between
+        // is one batch).
+        tokio::task::yield_now().await;
         read_rows(batch, &spec.dimensions, &mut rows)?;
         if rows.len() > MAX_GROUPS {
             return Err(Error::TooLarge {

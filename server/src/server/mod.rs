@@ -30,7 +30,7 @@ use crate::{
     layers::persist::LayerCache,
     query::page::{KeySource, PageKeys},
     rules::bedrock::BedrockRule,
-    service::AttributionApi,
+    service::{AttributionApi, pool::QueryPool},
     telemetry::rpc::RpcLayer,
 };
 
@@ -67,6 +67,7 @@ pub struct ServerHandle {
     ready: watch::Receiver<bool>,
     catalog: Arc<Catalog>,
     metrics: Option<(SocketAddr, JoinHandle<()>)>,
+    query_pool: Arc<QueryPool>,
 }
 
 impl ServerHandle {
@@ -78,6 +79,11 @@ impl ServerHandle {
     /// The address of the Prometheus endpoint, when `--metrics-listen` was given.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// The name of the query pool's threads (`query-N`), to tell its CPU time apart.
+    pub fn query_thread_name(&self) -> &str {
+        self.query_pool.thread_name()
     }
 
     /// The catalog being served.
@@ -163,6 +169,12 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
             reason: format!("reflection: {e}"),
         })?;
 
+    let query_pool = Arc::new(QueryPool::new(
+        config
+            .server
+            .query_threads
+            .unwrap_or_else(crate::config::cores),
+    )?);
     let (page_keys, key_source) = PageKeys::load(
         config.limits.page_token_key_file.as_deref(),
         config.data.layer_cache_dir().as_deref(),
@@ -183,6 +195,7 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
         config.server.query_timeout,
         config.server.limits(),
         page_keys,
+        query_pool.clone(),
     )
     .with_max_range(config.limits.max_range);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -222,5 +235,6 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
         ready: ready_rx,
         catalog,
         metrics,
+        query_pool,
     })
 }

@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod convert;
 pub mod deadline;
+pub mod pool;
 pub mod status;
 
 use std::{sync::Arc, time::Duration};
@@ -40,6 +41,8 @@ pub struct AttributionApi {
     page_keys: Arc<PageKeys>,
     /// The longest time range a request may span (`--max-range`).
     max_range: Duration,
+    /// Where queries run, apart from the serving runtime.
+    pool: Arc<pool::QueryPool>,
 }
 
 /// The parts shared by the three grouped answers.
@@ -145,14 +148,16 @@ fn uncovered_months(snapshot: &Snapshot, start: i64, end: i64) -> Vec<String> {
 impl AttributionApi {
     /// An API over `catalog`; each query gets at most `query_timeout` (or the caller's
     /// shorter deadline), waiting included, and large ones run within `limits`; page
-    /// tokens are authenticated with `page_keys`.
+    /// tokens are authenticated with `page_keys`; queries run on `pool`.
     pub fn new(
         catalog: Arc<Catalog>,
         query_timeout: Duration,
         limits: admission::Limits,
         page_keys: PageKeys,
+        pool: Arc<pool::QueryPool>,
     ) -> Self {
         Self {
+            pool,
             catalog,
             query_timeout,
             answers: Arc::default(),
@@ -190,25 +195,41 @@ impl AttributionApi {
         })
     }
 
-    /// Admission of a query reading `rows` layer rows, counted: a large query's wait
-    /// (however it ends), a refusal as shed, and the query as running while the
-    /// returned guard lives.
-    async fn admit(
+    /// Runs `work` on the query pool, after admission, within the request's deadline
+    /// (the caller's `grpc-timeout` or `--query-timeout`, whichever is shorter; waiting
+    /// in line included). At the deadline the work is aborted and DEADLINE_EXCEEDED
+    /// returned; work finishing after it is not answered.
+    async fn on_pool<T, R, F, Fut>(
         &self,
-        rows: usize,
-    ) -> Result<(admission::Ticket, telemetry::metrics::Running), Error> {
-        let waiting = (rows > self.small_rows).then(telemetry::metrics::Waiting::start);
-        let admitted = self.admission.admit(rows).await;
-        drop(waiting);
-        match admitted {
-            Ok(ticket) => Ok((ticket, telemetry::metrics::Running::start())),
-            Err(e) => {
-                if let Error::Overloaded { .. } = e {
-                    telemetry::metrics::shed();
-                }
-                Err(e)
-            }
-        }
+        request: &Request<R>,
+        snapshot: &Arc<Snapshot>,
+        spec: &QuerySpec,
+        work: F,
+    ) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(datafusion::prelude::SessionContext, Arc<Snapshot>, QuerySpec) -> Fut
+            + Send
+            + 'static,
+        Fut: std::future::Future<Output = Result<T, Error>> + Send,
+    {
+        let deadline = tokio::time::Instant::now()
+            + deadline::effective(request.metadata(), self.query_timeout);
+        let caller = admission::caller_key(request.extensions());
+        let rows = query::plan::rows_to_scan(snapshot, spec)?;
+        let (admission, small_rows) = (self.admission.clone(), self.small_rows);
+        let (ctx, snapshot, spec) = (
+            self.catalog.session().clone(),
+            snapshot.clone(),
+            spec.clone(),
+        );
+        self.pool
+            .run(deadline, async move {
+                let _admitted = admit(&admission, small_rows, rows, &caller).await?;
+                count_scan(&snapshot, &spec, rows);
+                work(ctx, snapshot, spec).await
+            })
+            .await
     }
 
     async fn grouped<T>(
@@ -281,7 +302,7 @@ impl AttributionApi {
     async fn answer<T>(
         &self,
         request: &Request<T>,
-        snapshot: &Snapshot,
+        snapshot: &Arc<Snapshot>,
         spec: &QuerySpec,
         fingerprint: u64,
     ) -> Result<Arc<query::Answer>, Error> {
@@ -290,21 +311,39 @@ impl AttributionApi {
         if let Some(answer) = cached {
             return Ok(answer);
         }
-        let timeout = deadline::effective(request.metadata(), self.query_timeout);
-        let rows = query::plan::rows_to_scan(snapshot, spec)?;
-        // Dropping the future at the deadline drops the DataFusion streams, which stops
-        // their work.
-        let answer = tokio::time::timeout(timeout, async {
-            let _admitted = self.admit(rows).await?;
-            count_scan(snapshot, spec, rows);
-            query::run(self.catalog.session(), snapshot, spec).await
-        })
-        .await
-        .map_err(|_| Error::Deadline)??;
+        let answer = self
+            .on_pool(request, snapshot, spec, |ctx, snapshot, spec| async move {
+                query::run(&ctx, &snapshot, &spec).await
+            })
+            .await?;
+        // Only an answer within its deadline gets here, so only those are kept.
         let answer = Arc::new(answer);
         self.answers
             .put(snapshot.version, fingerprint, answer.clone());
         Ok(answer)
+    }
+}
+
+/// Admission of a query reading `rows` layer rows, counted: a large query's wait
+/// (however it ends), a refusal as shed, and the query as running while the returned
+/// guard lives.
+async fn admit(
+    admission: &admission::Admission,
+    small_rows: usize,
+    rows: usize,
+    caller: &str,
+) -> Result<(admission::Ticket, telemetry::metrics::Running), Error> {
+    let waiting = (rows > small_rows).then(telemetry::metrics::Waiting::start);
+    let admitted = admission.admit(rows, caller).await;
+    drop(waiting);
+    match admitted {
+        Ok(ticket) => Ok((ticket, telemetry::metrics::Running::start())),
+        Err(e) => {
+            if let Error::Overloaded { .. } | Error::CallerOverloaded { .. } = e {
+                telemetry::metrics::shed();
+            }
+            Err(e)
+        }
     }
 }
 
@@ -503,15 +542,11 @@ impl AttributionService for AttributionApi {
         let page =
             self.page_keys
                 .request(r.page_size, &r.page_token, snapshot.version, fp, &caller)?;
-        let timeout = deadline::effective(request.metadata(), self.query_timeout);
-        let rows = query::plan::rows_to_scan(&snapshot, &spec)?;
-        let (keys, total) = tokio::time::timeout(timeout, async {
-            let _admitted = self.admit(rows).await?;
-            count_scan(&snapshot, &spec, rows);
-            discovery::tag_keys(self.catalog.session(), &snapshot, &spec).await
-        })
-        .await
-        .map_err(|_| Error::Deadline)??;
+        let (keys, total) = self
+            .on_pool(&request, &snapshot, &spec, |ctx, snapshot, spec| async move {
+                discovery::tag_keys(&ctx, &snapshot, &spec).await
+            })
+            .await?;
         let keys: Vec<_> = keys
             .into_iter()
             .filter(|(k, _)| k.starts_with(key_prefix))
