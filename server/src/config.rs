@@ -76,6 +76,13 @@ pub struct DataConfig {
     #[arg(long, env = "BEDROCK_ATTRIBUTION_QUERY_PARTITIONS")]
     pub query_partitions: Option<usize>,
 
+    /// Memory all running queries together may reserve in DataFusion (hash tables,
+    /// sorts), e.g. 2GiB; a query that needs more fails with RESOURCE_EXHAUSTED instead
+    /// of the process running out of memory. 0 removes the cap. Reading the export is
+    /// not counted.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_QUERY_MEMORY", default_value = "2GiB", value_parser = parse_bytes)]
+    pub query_memory: usize,
+
     /// Do not persist layers: every start reads the export.
     #[arg(long, env = "BEDROCK_ATTRIBUTION_NO_CACHE")]
     pub no_cache: bool,
@@ -304,6 +311,11 @@ pub struct LimitsConfig {
     /// RESOURCE_EXHAUSTED asking for a smaller page_size.
     #[arg(long, env = "BEDROCK_ATTRIBUTION_MAX_RESPONSE_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
     pub max_response_bytes: usize,
+
+    /// Memory the answer cache (whole answers kept for paging) may hold, estimated,
+    /// e.g. 256MiB; the oldest answers make room, and a larger answer is not kept.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_ANSWER_CACHE_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    pub answer_cache_bytes: usize,
 }
 
 /// Parses a byte size: `512MiB`, `2GiB`, `64KiB`, `4MB` or a plain number of bytes.

@@ -47,14 +47,41 @@ pub fn catalog_from(data: &DataConfig) -> Result<Arc<Catalog>, Error> {
         .iter()
         .map(|s| Source::parse(s, &stores))
         .collect::<Result<Vec<_>, _>>()?;
-    let ctx = session::session_with(data.query_partitions);
-    stores.register(ctx.runtime_env().as_ref());
+    let base = session::session_with(data.query_partitions);
+    stores.register(base.runtime_env().as_ref());
+    let ctx = session::with_query_memory(&base, data.query_memory);
     let rule = BedrockRule::new(product_codes);
     let cache = data.layer_cache_dir().map(|dir| {
         tracing::info!(dir = %dir.display(), "persisting layers");
         LayerCache::new(dir, &rule)
     });
     Ok(Arc::new(Catalog::new(sources, ctx, rule, cache)))
+}
+
+/// Empties the answer cache of older snapshots as soon as a new one is served, so that
+/// a refresh gives their memory back, until shutdown.
+fn follow_snapshots(
+    catalog: &Catalog,
+    answers: Arc<crate::query::cache::AnswerCache>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut snapshots = catalog.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let version = snapshots.borrow_and_update().as_ref().map(|s| s.version);
+                    if let Some(version) = version {
+                        answers.keep_only(version);
+                    }
+                }
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    });
 }
 
 /// A running server.
@@ -169,6 +196,7 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
             reason: format!("reflection: {e}"),
         })?;
 
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let query_pool = Arc::new(QueryPool::new(
         config
             .server
@@ -197,8 +225,9 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
         page_keys,
         query_pool.clone(),
     )
-    .with_max_range(config.limits.max_range);
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    .with_max_range(config.limits.max_range)
+    .with_answer_cache_bytes(config.limits.answer_cache_bytes);
+    follow_snapshots(&catalog, api.answer_cache(), shutdown_rx.clone());
     let (ready_tx, ready_rx) = watch::channel(false);
 
     let health_reporter = reporter.clone();

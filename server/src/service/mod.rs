@@ -168,6 +168,17 @@ impl AttributionApi {
         }
     }
 
+    /// Bounds the answer cache to `bytes` (`--answer-cache-bytes`, estimated).
+    pub fn with_answer_cache_bytes(mut self, bytes: usize) -> Self {
+        self.answers = Arc::new(AnswerCache::with_max_bytes(bytes));
+        self
+    }
+
+    /// The answer cache, for the server to empty when a new snapshot is served.
+    pub fn answer_cache(&self) -> Arc<AnswerCache> {
+        self.answers.clone()
+    }
+
     /// Refuses time ranges longer than `max_range` (`--max-range`).
     pub fn with_max_range(mut self, max_range: Duration) -> Self {
         self.max_range = max_range;

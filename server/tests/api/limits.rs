@@ -728,3 +728,58 @@ async fn one_caller_is_held_to_its_share() {
     assert!(ok >= 2 && refused >= 1, "{ok} answered, {refused} refused");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_refreshes_share_one_build() {
+    let server = TestServer::serve(&sources(), &[]).await;
+    let builds = server.handle.catalog().builds();
+    let (mut a, mut b) = (server.client.raw(), server.client.raw());
+    let (first, second) = tokio::join!(
+        a.refresh(proto::RefreshRequest {}),
+        b.refresh(proto::RefreshRequest {})
+    );
+    let (first, second) = (first.unwrap().into_inner(), second.unwrap().into_inner());
+    assert_eq!(
+        server.handle.catalog().builds(),
+        builds + 1,
+        "the second call waited for the first one's build"
+    );
+    assert_eq!(first.snapshot_version, second.snapshot_version);
+    assert_eq!(first.periods_reused, second.periods_reused);
+    // A call after it builds again.
+    server
+        .client
+        .raw()
+        .refresh(proto::RefreshRequest {})
+        .await
+        .unwrap();
+    assert_eq!(server.handle.catalog().builds(), builds + 2);
+    server.stop().await;
+}
+
+/// A hash aggregate of every hour of the demo export by caller, model and region needs
+/// between 4 and 16 MiB; a day's models need under 1 MiB (measured).
+#[tokio::test]
+async fn a_query_over_the_memory_cap_is_refused_not_fatal() {
+    let server =
+        TestServer::serve(&demo_sources(), &["--query-memory".into(), "2MiB".into()]).await;
+    let mut raw = server.client.raw();
+    let status = raw.cost_by_principal(heavy(0)).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "the query needs more memory than the server allows one query; narrow the time range, group by fewer dimensions or use a coarser granularity"
+    );
+    let quota = status
+        .get_details_quota_failure()
+        .unwrap_or_else(|| panic!("no QuotaFailure in {status:?}"));
+    assert_eq!(quota.violations[0].subject, "query memory");
+    // The server goes on serving questions that fit.
+    raw.list_models(proto::ListModelsRequest {
+        time_range: range("2026-05-01T00:00:00Z", "2026-05-02T00:00:00Z"),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    server.stop().await;
+}
