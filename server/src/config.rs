@@ -22,6 +22,9 @@ pub struct Config {
     /// TLS of the gRPC listener.
     #[command(flatten)]
     pub tls: TlsConfig,
+    /// What one request may ask and use.
+    #[command(flatten)]
+    pub limits: LimitsConfig,
     /// Metrics, logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
@@ -78,6 +81,13 @@ pub struct DataConfig {
     /// throughput under many concurrent callers over the latency of a single one.
     #[arg(long, env = "BEDROCK_ATTRIBUTION_QUERY_PARTITIONS")]
     pub query_partitions: Option<usize>,
+
+    /// Memory all running queries together may reserve in DataFusion (hash tables,
+    /// sorts), e.g. 2GiB; a query that needs more fails with RESOURCE_EXHAUSTED instead
+    /// of the process running out of memory. 0 removes the cap. Reading the export is
+    /// not counted.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_QUERY_MEMORY", default_value = "2GiB", value_parser = parse_bytes)]
+    pub query_memory: usize,
 
     /// Do not persist layers: every start reads the export.
     #[arg(long, env = "BEDROCK_ATTRIBUTION_NO_CACHE")]
@@ -267,15 +277,32 @@ pub struct ServerConfig {
     /// for Kubernetes gRPC probes, which cannot speak TLS, when --tls-cert is set.
     #[arg(long, env = "BEDROCK_ATTRIBUTION_HEALTH_LISTEN", value_name = "ADDR")]
     pub health_listen: Option<SocketAddr>,
+
+    /// Large queries one caller may have running or waiting at once (default: half of
+    /// --max-concurrent-queries plus --max-queued-queries); beyond it that caller is
+    /// refused with RESOURCE_EXHAUSTED while others still get in line. Without
+    /// --auth-file, every request is the one caller "anonymous".
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_MAX_QUERIES_PER_CALLER")]
+    pub max_queries_per_caller: Option<usize>,
+
+    /// Threads of the query pool, the runtime queries run on apart from the one that
+    /// serves connections and health checks (default: one per core).
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_QUERY_THREADS")]
+    pub query_threads: Option<usize>,
 }
 
 impl ServerConfig {
     /// The admission limits these flags set.
     pub fn limits(&self) -> crate::service::admission::Limits {
+        let concurrent = self.max_concurrent_queries.unwrap_or_else(cores);
         crate::service::admission::Limits {
-            concurrent: self.max_concurrent_queries.unwrap_or_else(cores),
+            concurrent,
             queued: self.max_queued_queries,
             small_rows: self.small_query_rows,
+            per_caller: self
+                .max_queries_per_caller
+                .unwrap_or((concurrent + self.max_queued_queries) / 2)
+                .max(1),
         }
     }
 }
@@ -335,6 +362,82 @@ pub struct TlsConfig {
     /// time and size, on the next connection).
     #[arg(long, env = "BEDROCK_ATTRIBUTION_TLS_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub tls_reload_interval: Duration,
+/// Limits on what one request may ask and use, and the key of its page tokens.
+#[derive(Debug, Clone, Args)]
+pub struct LimitsConfig {
+    /// Longest time range a request may span (e.g. 5y, 400d, 90d); longer ranges are
+    /// refused with INVALID_ARGUMENT. A year counts 366 days.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_MAX_RANGE", default_value = "5y", value_parser = parse_span)]
+    pub max_range: Duration,
+
+    /// File holding the key (at least 32 bytes; trailing whitespace ignored) that page
+    /// tokens are authenticated with: give every replica the same one (a mounted
+    /// Secret), so tokens page on any replica. Without it the key is generated once into
+    /// the cache directory, or per process when there is none.
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_PAGE_TOKEN_KEY_FILE",
+        value_name = "PATH"
+    )]
+    pub page_token_key_file: Option<PathBuf>,
+
+    /// Largest request message accepted (e.g. 4MiB); larger ones are refused with
+    /// RESOURCE_EXHAUSTED before they are decoded.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_MAX_REQUEST_BYTES", default_value = "4MiB", value_parser = parse_bytes)]
+    pub max_request_bytes: usize,
+
+    /// Largest answer message sent (e.g. 64MiB); a page over it fails with
+    /// RESOURCE_EXHAUSTED asking for a smaller page_size.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_MAX_RESPONSE_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
+    pub max_response_bytes: usize,
+
+    /// Memory the answer cache (whole answers kept for paging) may hold, estimated,
+    /// e.g. 256MiB; the oldest answers make room, and a larger answer is not kept.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_ANSWER_CACHE_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    pub answer_cache_bytes: usize,
+}
+
+/// Parses a byte size: `512MiB`, `2GiB`, `64KiB`, `4MB` or a plain number of bytes.
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 512MiB, 2GiB or 65536"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "{s:?} has unknown unit {other:?}; use B, KiB, MiB, GiB, KB, MB or GB"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Parses a span: `5y` (366 days a year), `90d`, or any [`parse_duration`] value.
+pub fn parse_span(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    for (unit, days) in [("y", 366u64), ("d", 1)] {
+        if let Some(n) = t.strip_suffix(unit)
+            && let Ok(n) = n.parse::<u64>()
+        {
+            return n
+                .checked_mul(days * 86_400)
+                .map(Duration::from_secs)
+                .ok_or_else(|| format!("{s:?} is too long"));
+        }
+    }
+    parse_duration(t).map_err(|_| format!("{s:?} is not a span like 5y, 400d or 24h"))
 }
 
 /// Metrics, logs and traces.
@@ -417,6 +520,18 @@ mod tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_span("5y"), Ok(Duration::from_secs(5 * 366 * 86_400)));
+        assert_eq!(parse_span("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse_span("24h"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_span("5w").is_err());
+        assert_eq!(parse_bytes("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert_eq!(parse_bytes("2GB"), Ok(2_000_000_000));
+        assert!(parse_bytes("4 parsecs").is_err());
+        assert_eq!(parse_bytes("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert_eq!(parse_bytes("2GB"), Ok(2_000_000_000));
+        assert!(parse_bytes("4 parsecs").is_err());
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct Catalog {
     /// The snapshot being served; a watch so that health can follow every swap.
     current: watch::Sender<Option<Arc<Snapshot>>>,
     refresh_lock: tokio::sync::Mutex<()>,
+    /// Snapshots built successfully, so that a refresh asked while another runs can
+    /// tell it finished and take its snapshot instead of building again.
+    builds: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -205,9 +208,19 @@ impl Catalog {
         // DataFusion would add a round-robin repartition after the scan (tasks, channels,
         // and batches in a varying order). The load session shares the runtime, so the
         // object stores registered once serve both.
+        // Reading files is not bounded by the queries' memory pool (`--query-memory`):
+        // a refresh must not fail because queries hold the pool.
+        let load_runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(
+            &ctx.runtime_env(),
+        )
+        .with_memory_pool(Arc::new(
+            datafusion::execution::memory_pool::UnboundedMemoryPool::default(),
+        ))
+        .build_arc()
+        .unwrap_or_else(|_| ctx.runtime_env());
         let load_ctx = SessionContext::new_with_config_rt(
             ctx.copied_config().with_target_partitions(1),
-            ctx.runtime_env(),
+            load_runtime,
         );
         Self {
             sources,
@@ -217,6 +230,7 @@ impl Catalog {
             cache,
             current: watch::Sender::new(None),
             refresh_lock: tokio::sync::Mutex::new(()),
+            builds: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -248,11 +262,28 @@ impl Catalog {
         self.snapshot().ok_or(Error::NotReady)
     }
 
+    /// Snapshots built successfully since the start.
+    pub fn builds(&self) -> u64 {
+        self.builds.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Lists every source, re-reads the periods that changed, and swaps in a new
-    /// snapshot. Refreshes run one at a time. Each build is a span
-    /// (`snapshot.build`) and is counted in the snapshot metrics.
+    /// snapshot. Refreshes run one at a time, and are coalesced: a call made while a
+    /// refresh runs waits for that one and returns its snapshot instead of building
+    /// another, so `Refresh` called in a loop or by many callers costs one build at a
+    /// time (that snapshot may have listed a source just before the call; a later call
+    /// reads again). Each build is a span (`snapshot.build`) and is counted in the
+    /// snapshot metrics.
     pub async fn refresh(&self) -> Result<Arc<Snapshot>, Error> {
+        use std::sync::atomic::Ordering;
+        let seen = self.builds.load(Ordering::SeqCst);
         let _guard = self.refresh_lock.lock().await;
+        if self.builds.load(Ordering::SeqCst) != seen
+            && let Some(snapshot) = self.snapshot()
+        {
+            // A build finished while this call waited: it is the answer.
+            return Ok(snapshot);
+        }
         let span = tracing::info_span!(
             "snapshot.build",
             version = Empty,
@@ -266,6 +297,7 @@ impl Catalog {
         let built = self.build().instrument(span.clone()).await;
         match &built {
             Ok(snapshot) => {
+                self.builds.fetch_add(1, Ordering::SeqCst);
                 // Counts as i64 (OpenTelemetry exports unsigned integers as strings);
                 // the version, a digest, as its decimal string.
                 let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);

@@ -71,6 +71,37 @@ pub struct Answer {
     pub tokens: Tokens,
 }
 
+impl Answer {
+    /// An estimate of the memory the answer holds (rows, keys, strings), so that the
+    /// answer cache can be bounded in bytes: a cache bounded only in entries and rows
+    /// grew from 90 MiB to 1.8 GB under sixty distinct heavy questions.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let rows: usize = self
+            .rows
+            .iter()
+            .map(|r| {
+                size_of::<GroupRow>()
+                    + r.currency.capacity()
+                    + r.keys.capacity() * size_of::<Option<Key>>()
+                    + r.keys
+                        .iter()
+                        .map(|k| match k {
+                            Some(Key::Text(t)) => t.capacity(),
+                            _ => 0,
+                        })
+                        .sum::<usize>()
+            })
+            .sum();
+        let totals: usize = self
+            .totals
+            .iter()
+            .map(|(c, _)| size_of::<(String, i128)>() + c.capacity())
+            .sum();
+        size_of::<Self>() + rows + totals
+    }
+}
+
 /// Plans and runs a spec on a snapshot.
 pub async fn run(
     ctx: &SessionContext,
@@ -87,11 +118,14 @@ pub async fn run_with(
     spec: &QuerySpec,
     choice: plan::LayerChoice,
 ) -> Result<Answer, Error> {
-    let batches = plan::plan_with(ctx, snapshot, spec, choice)?
-        .collect()
-        .await?;
+    // Stops within a batch once the request ends (deadline, caller gone).
+    // Stops within a batch once the request ends (deadline, caller gone).
+    let batches = super::cancel::collect(plan::plan_with(ctx, snapshot, spec, choice)?).await?;
     let mut rows = Vec::new();
     for batch in &batches {
+        // A point where a query past its deadline can be aborted (the work between
+        // is one batch).
+        tokio::task::yield_now().await;
         read_rows(batch, &spec.dimensions, &mut rows)?;
         if rows.len() > MAX_GROUPS {
             return Err(Error::TooLarge {

@@ -1,6 +1,8 @@
 //! Answers kept per snapshot, so that paging through a large answer runs its query once
 //! instead of once per page. Keys carry the snapshot version: an entry can never answer
-//! for newer data, and entries of older snapshots age out.
+//! for newer data, and entries of older snapshots are dropped as soon as a new snapshot
+//! is served ([`AnswerCache::keep_only`]). The cache is bounded in entries, rows and
+//! estimated bytes ([`Answer::heap_bytes`]).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -13,22 +15,65 @@ use super::Answer;
 pub const CAPACITY: usize = 32;
 /// Groups held at most over all answers; a larger answer is not kept.
 pub const MAX_ROWS: usize = 2_000_000;
+/// Estimated bytes held at most over all answers, by default; a larger answer is not kept.
+pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
 
 /// A small first-in-first-out cache of whole answers keyed by snapshot version and
 /// request fingerprint.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AnswerCache {
     inner: Mutex<Entries>,
+    max_bytes: usize,
+}
+
+impl Default for AnswerCache {
+    fn default() -> Self {
+        Self::with_max_bytes(DEFAULT_MAX_BYTES)
+    }
 }
 
 #[derive(Debug, Default)]
 struct Entries {
-    map: HashMap<(u64, u64), Arc<Answer>>,
+    map: HashMap<(u64, u64), (Arc<Answer>, usize)>,
     order: VecDeque<(u64, u64)>,
     rows: usize,
+    bytes: usize,
 }
 
 impl AnswerCache {
+    /// A cache holding at most `max_bytes` of answers (estimated).
+    pub fn with_max_bytes(max_bytes: usize) -> Self {
+        Self {
+            inner: Mutex::default(),
+            max_bytes,
+        }
+    }
+
+    /// Estimated bytes held.
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().map_or(0, |e| e.bytes)
+    }
+
+    /// Drops every answer of another snapshot than `snapshot`: called when a new one is
+    /// served, so that the memory of the old answers comes back at once rather than at
+    /// the next query.
+    pub fn keep_only(&self, snapshot: u64) {
+        let stale: Vec<Arc<Answer>> = {
+            let Ok(mut e) = self.inner.lock() else {
+                return;
+            };
+            let keys: Vec<_> = e
+                .order
+                .iter()
+                .copied()
+                .filter(|(v, _)| *v != snapshot)
+                .collect();
+            keys.into_iter().filter_map(|k| e.remove(k)).collect()
+        };
+        // Freed outside the lock.
+        drop(stale);
+    }
+
     /// The cached answer of `(snapshot, fingerprint)`, if any.
     pub fn get(&self, snapshot: u64, fingerprint: u64) -> Option<Arc<Answer>> {
         self.inner
@@ -36,7 +81,7 @@ impl AnswerCache {
             .ok()?
             .map
             .get(&(snapshot, fingerprint))
-            .cloned()
+            .map(|(a, _)| a.clone())
     }
 
     /// Keeps `answer`, evicting the oldest entries to stay within the bounds.
@@ -45,7 +90,9 @@ impl AnswerCache {
             return;
         };
         let rows = answer.rows.len();
-        if rows > MAX_ROWS || e.map.contains_key(&(snapshot, fingerprint)) {
+        let bytes = answer.heap_bytes();
+        if rows > MAX_ROWS || bytes > self.max_bytes || e.map.contains_key(&(snapshot, fingerprint))
+        {
             return;
         }
         // Versions are digests of the data, not counters: entries of any other version
@@ -60,24 +107,33 @@ impl AnswerCache {
         for key in stale {
             e.remove(key);
         }
-        while e.map.len() >= CAPACITY || (e.rows + rows > MAX_ROWS && !e.order.is_empty()) {
+        while e.map.len() >= CAPACITY
+            || ((e.rows + rows > MAX_ROWS || e.bytes + bytes > self.max_bytes)
+                && !e.order.is_empty())
+        {
             match e.order.front().copied() {
-                Some(oldest) => e.remove(oldest),
+                Some(oldest) => {
+                    e.remove(oldest);
+                }
                 None => break,
             }
         }
         e.rows += rows;
+        e.bytes += bytes;
         e.order.push_back((snapshot, fingerprint));
-        e.map.insert((snapshot, fingerprint), answer);
+        e.map.insert((snapshot, fingerprint), (answer, bytes));
     }
 }
 
 impl Entries {
-    fn remove(&mut self, key: (u64, u64)) {
-        if let Some(answer) = self.map.remove(&key) {
+    fn remove(&mut self, key: (u64, u64)) -> Option<Arc<Answer>> {
+        let removed = self.map.remove(&key).map(|(answer, bytes)| {
             self.rows -= answer.rows.len();
-        }
+            self.bytes -= bytes;
+            answer
+        });
         self.order.retain(|k| *k != key);
+        removed
     }
 }
 
@@ -119,5 +175,22 @@ mod tests {
         assert!(cache.get(2, 100 + CAPACITY as u64 + 4).is_some());
         cache.put(2, 1, answer(MAX_ROWS + 1));
         assert!(cache.get(2, 1).is_none(), "too large to keep");
+    }
+
+    #[test]
+    fn bounded_in_bytes_and_emptied_for_a_new_snapshot() {
+        let one = answer(1000).heap_bytes();
+        let cache = AnswerCache::with_max_bytes(one * 3);
+        for i in 0..5 {
+            cache.put(1, i, answer(1000));
+        }
+        assert!(cache.bytes() <= one * 3, "{} > {}", cache.bytes(), one * 3);
+        assert!(cache.get(1, 0).is_none() && cache.get(1, 1).is_none());
+        assert!(cache.get(1, 4).is_some());
+        cache.put(1, 99, answer(4000));
+        assert!(cache.get(1, 99).is_none(), "larger than the whole cache");
+        cache.keep_only(2);
+        assert_eq!(cache.bytes(), 0);
+        assert!(cache.get(1, 4).is_none());
     }
 }

@@ -69,7 +69,7 @@ pub async fn tag_keys(
     spec: &QuerySpec,
 ) -> Result<(BTreeMap<String, TagKeyReach>, i64), Error> {
     // Group by tag set first: each distinct tag map is then resolved once, not per row.
-    let batches = plan::rows(ctx, snapshot, spec, plan::LayerChoice::Coarsest)?
+    let df = plan::rows(ctx, snapshot, spec, plan::LayerChoice::Coarsest)?
         .aggregate(
             vec![col(c::TAG_SET), col(c::CURRENCY)],
             vec![
@@ -78,9 +78,9 @@ pub async fn tag_keys(
             ],
         )?
         // Tag sets whose rows were all subtracted are not in the range.
-        .filter(col("n").not_eq(lit(0i64)))?
-        .collect()
-        .await?;
+        .filter(col("n").not_eq(lit(0i64)))?;
+    // Stops within a batch once the request ends (deadline, caller gone).
+    let batches = super::cancel::collect(df).await?;
     let mut keys: BTreeMap<String, TagKeyReach> = BTreeMap::new();
     let mut total = 0;
     for batch in batches {

@@ -7,6 +7,7 @@
 
 pub mod answer;
 pub mod cache;
+pub mod cancel;
 pub mod cover;
 pub mod discovery;
 pub mod page;

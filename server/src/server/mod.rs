@@ -12,6 +12,7 @@ pub mod refresher;
 pub mod session;
 pub mod shutdown;
 pub mod tls;
+pub mod wire;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -30,8 +31,9 @@ use crate::{
     config::{Config, DataConfig},
     error::Error,
     layers::persist::LayerCache,
+    query::page::{KeySource, PageKeys},
     rules::bedrock::BedrockRule,
-    service::AttributionApi,
+    service::{AttributionApi, pool::QueryPool},
     telemetry::rpc::RpcLayer,
 };
 
@@ -48,14 +50,41 @@ pub fn catalog_from(data: &DataConfig) -> Result<Arc<Catalog>, Error> {
         .iter()
         .map(|s| Source::parse(s, &stores))
         .collect::<Result<Vec<_>, _>>()?;
-    let ctx = session::session_with(data.query_partitions);
-    stores.register(ctx.runtime_env().as_ref());
+    let base = session::session_with(data.query_partitions);
+    stores.register(base.runtime_env().as_ref());
+    let ctx = session::with_query_memory(&base, data.query_memory);
     let rule = BedrockRule::new(product_codes);
     let cache = data.layer_cache_dir().map(|dir| {
         tracing::info!(dir = %dir.display(), "persisting layers");
         LayerCache::new(dir, &rule)
     });
     Ok(Arc::new(Catalog::new(sources, ctx, rule, cache)))
+}
+
+/// Empties the answer cache of older snapshots as soon as a new one is served, so that
+/// a refresh gives their memory back, until shutdown.
+fn follow_snapshots(
+    catalog: &Catalog,
+    answers: Arc<crate::query::cache::AnswerCache>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut snapshots = catalog.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let version = snapshots.borrow_and_update().as_ref().map(|s| s.version);
+                    if let Some(version) = version {
+                        answers.keep_only(version);
+                    }
+                }
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    });
 }
 
 /// A running server.
@@ -70,6 +99,7 @@ pub struct ServerHandle {
     catalog: Arc<Catalog>,
     metrics: Option<(SocketAddr, JoinHandle<()>)>,
     health: Option<(SocketAddr, JoinHandle<Result<(), tonic::transport::Error>>)>,
+    query_pool: Arc<QueryPool>,
 }
 
 impl ServerHandle {
@@ -86,6 +116,11 @@ impl ServerHandle {
     /// The address of the plain-text health listener, when `--health-listen` was given.
     pub fn health_addr(&self) -> Option<SocketAddr> {
         self.health.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// The name of the query pool's threads (`query-N`), to tell its CPU time apart.
+    pub fn query_thread_name(&self) -> &str {
+        self.query_pool.thread_name()
     }
 
     /// The catalog being served.
@@ -177,7 +212,9 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
         build(
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // google.rpc.BadRequest and friends, so grpcurl shows error details.
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET),
         )
     };
     let reflection_v1 =
@@ -189,17 +226,44 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| Error::InvalidConfig {
             reason: format!("reflection: {e}"),
         })?;
 
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let query_pool = Arc::new(QueryPool::new(
+        config
+            .server
+            .query_threads
+            .unwrap_or_else(crate::config::cores),
+    )?);
+    let (page_keys, key_source) = PageKeys::load(
+        config.limits.page_token_key_file.as_deref(),
+        config.data.layer_cache_dir().as_deref(),
+    )?;
+    match key_source {
+        KeySource::File(path) => {
+            tracing::info!(path = %path.display(), "page tokens authenticated with the key file")
+        }
+        KeySource::Cache(path) => {
+            tracing::info!(path = %path.display(), "page tokens authenticated with the key kept in the cache directory")
+        }
+        KeySource::Process => tracing::warn!(
+            "page tokens are authenticated with a key of this process only: they will not survive a restart nor page on another replica; give --page-token-key-file"
+        ),
+    }
     let api = AttributionApi::new(
         catalog.clone(),
         config.server.query_timeout,
         config.server.limits(),
-    );
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        page_keys,
+        query_pool.clone(),
+    )
+    .with_max_range(config.limits.max_range)
+    .with_answer_cache_bytes(config.limits.answer_cache_bytes);
+    follow_snapshots(&catalog, api.answer_cache(), shutdown_rx.clone());
     let (ready_tx, ready_rx) = watch::channel(false);
 
     let health_reporter = reporter.clone();
@@ -214,11 +278,18 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
         // Outermost: every layer after it sees who the client certificate names.
         .layer(tls::PeerSubjectLayer)
         .layer(RpcLayer)
+        .layer(wire::WireCodesLayer {
+            max_request_bytes: config.limits.max_request_bytes,
+        })
         .layer(AuthLayer::new(auth_file.clone()))
         .add_service(health)
         .add_optional_service(reflection.then_some(reflection_v1))
         .add_optional_service(reflection.then_some(reflection_v1alpha))
-        .add_service(AttributionServiceServer::new(api));
+        .add_service(
+            AttributionServiceServer::new(api)
+                .max_decoding_message_size(config.limits.max_request_bytes)
+                .max_encoding_message_size(config.limits.max_response_bytes),
+        );
     let stop = async move {
         let mut drain = drain;
         let _ = drain.wait_for(|stop| *stop).await;
@@ -255,6 +326,7 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
         catalog,
         metrics,
         health: health_listener,
+        query_pool,
     })
 }
 

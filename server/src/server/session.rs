@@ -1,7 +1,14 @@
 //! The one DataFusion session of the process: configuration, runtime and caches.
 
+use std::{num::NonZeroUsize, sync::Arc};
+
 use datafusion::{
-    execution::{cache::cache_manager::CacheManagerConfig, runtime_env::RuntimeEnvBuilder},
+    execution::{
+        cache::cache_manager::CacheManagerConfig,
+        disk_manager::{DiskManagerBuilder, DiskManagerMode},
+        memory_pool::{GreedyMemoryPool, TrackConsumersPool},
+        runtime_env::RuntimeEnvBuilder,
+    },
     prelude::{SessionConfig, SessionContext},
 };
 
@@ -60,6 +67,35 @@ pub fn session_with(partitions: Option<usize>) -> SessionContext {
             Default::default()
         });
     SessionContext::new_with_config_rt(config, runtime)
+}
+
+/// `base` (its settings and object stores) with a memory pool of `bytes` shared by
+/// every query, or `base` itself when `bytes` is 0. Queries over in-memory layers have
+/// nothing worth spilling to disk, so spilling is off: an operator that needs more than
+/// the pool has fails the query with DataFusion's ResourcesExhausted, which the service
+/// answers with RESOURCE_EXHAUSTED. The pool names the three largest consumers in that
+/// error (logged).
+pub fn with_query_memory(base: &SessionContext, bytes: usize) -> SessionContext {
+    if bytes == 0 {
+        return base.clone();
+    }
+    let top = NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN);
+    let runtime = RuntimeEnvBuilder::from_runtime_env(&base.runtime_env())
+        .with_memory_pool(Arc::new(TrackConsumersPool::new(
+            GreedyMemoryPool::new(bytes),
+            top,
+        )))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
+        .build_arc();
+    match runtime {
+        Ok(runtime) => SessionContext::new_with_config_rt(base.copied_config(), runtime),
+        Err(e) => {
+            tracing::error!("cannot cap query memory, queries run without a cap: {e}");
+            base.clone()
+        }
+    }
 }
 
 #[cfg(test)]

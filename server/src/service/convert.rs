@@ -17,10 +17,21 @@ use crate::{
     },
 };
 
-/// Longest tag key accepted (AWS keys are at most 128 characters plus a source prefix).
-const MAX_TAG_KEY_BYTES: usize = 1024;
+/// Longest tag key name accepted, after its source prefix (`iamPrincipal/`): AWS tag
+/// keys are at most 128 characters.
+pub const MAX_TAG_KEY_CHARS: usize = 128;
+/// Longest source prefix of a tag key (`costCategory`, `iamPrincipal`, ...).
+const MAX_TAG_SOURCE_CHARS: usize = 32;
+/// Longest tag value accepted: AWS tag values are at most 256 characters.
+pub const MAX_TAG_VALUE_CHARS: usize = 256;
 /// Most values accepted in one filter list.
-const MAX_FILTER_VALUES: usize = 1000;
+pub const MAX_FILTER_VALUES: usize = 1000;
+/// Most tag restrictions in one filter (a resource carries at most 50 tags).
+pub const MAX_TAG_FILTERS: usize = 50;
+/// Longest ARN accepted (IAM role session ARNs stay far below).
+pub const MAX_ARN_CHARS: usize = 2048;
+/// Longest model name, region code or line item type accepted.
+pub const MAX_NAME_CHARS: usize = 256;
 
 fn timestamp(
     field: &'static str,
@@ -43,8 +54,12 @@ fn timestamp(
         })
 }
 
-/// The half-open range `[start, end)`; both ends required, start before end.
-pub fn time_range(range: Option<&pb::TimeRange>) -> Result<(DateTime<Utc>, DateTime<Utc>), Error> {
+/// The half-open range `[start, end)`; both ends required, start before end, spanning at
+/// most `max_span` (`--max-range`: a range of decades would only plan a long empty scan).
+pub fn time_range(
+    range: Option<&pb::TimeRange>,
+    max_span: std::time::Duration,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), Error> {
     let range = range.ok_or_else(|| {
         Error::invalid(
             "time_range",
@@ -60,6 +75,17 @@ pub fn time_range(range: Option<&pb::TimeRange>) -> Result<(DateTime<Utc>, DateT
                 "end {} is not after start {}; the range is half-open [start, end)",
                 end.to_rfc3339(),
                 start.to_rfc3339()
+            ),
+        ));
+    }
+    let span = (end - start).to_std().unwrap_or(std::time::Duration::MAX);
+    if span > max_span {
+        return Err(Error::invalid(
+            "time_range",
+            format!(
+                "spans {} days, more than the server's maximum of {} days (--max-range); split it into several requests",
+                span.as_secs() / 86_400,
+                max_span.as_secs() / 86_400
             ),
         ));
     }
@@ -152,7 +178,15 @@ pub fn grouping(field: &'static str, value: i32) -> Result<PrincipalGrouping, Er
     })
 }
 
-/// A tag key as callers send it: non-empty, bounded, matched exactly.
+/// Whether `c` may appear in a tag key: the AWS tag key characters (letters, digits,
+/// spaces, `_ . : / = + - @`) and the quotes that CUR keys of cost categories and user
+/// attributes carry (data contract §4).
+fn tag_key_char(c: char) -> bool {
+    c.is_alphanumeric() || c == ' ' || "_.:/=+-@'\"".contains(c)
+}
+
+/// A tag key as callers send it: non-empty, a source prefix and at most 128 characters
+/// after it, AWS tag key characters; matched exactly.
 pub fn tag_key(field: &'static str, key: &str) -> Result<String, Error> {
     if key.is_empty() {
         return Err(Error::invalid(
@@ -160,12 +194,22 @@ pub fn tag_key(field: &'static str, key: &str) -> Result<String, Error> {
             "is required: the exact key as in the CUR tags column, e.g. \"iamPrincipal/team\" (ListTagKeys lists them)",
         ));
     }
-    if key.len() > MAX_TAG_KEY_BYTES {
+    let (source, name) = key.split_once('/').unwrap_or(("", key));
+    let chars = name.chars().count();
+    if chars > MAX_TAG_KEY_CHARS || source.chars().count() > MAX_TAG_SOURCE_CHARS {
         return Err(Error::invalid(
             field,
             format!(
-                "is {} bytes long; keys are at most {MAX_TAG_KEY_BYTES}",
-                key.len()
+                "is {} characters long; tag keys are at most {MAX_TAG_KEY_CHARS} characters after their source prefix (e.g. \"iamPrincipal/\")",
+                key.chars().count()
+            ),
+        ));
+    }
+    if let Some(bad) = key.chars().find(|c| !tag_key_char(*c)) {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "contains {bad:?}; tag keys hold letters, digits, spaces and _ . : / = + - @ (and quotes), e.g. \"iamPrincipal/team\""
             ),
         ));
     }
@@ -213,24 +257,72 @@ pub fn dimensions(
     Ok(out)
 }
 
-fn bounded(field: &'static str, values: &[String]) -> Result<Vec<String>, Error> {
+/// A list of at most [`MAX_FILTER_VALUES`] strings, each passing `check` (which says
+/// what is wrong with a value); violations name the element, `filter.models[3]`.
+fn strings(
+    field: &'static str,
+    values: &[String],
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<Vec<String>, Error> {
     if values.len() > MAX_FILTER_VALUES {
         return Err(Error::invalid(
             field,
-            format!("has {} values; at most {MAX_FILTER_VALUES}", values.len()),
+            format!(
+                "has {} values; at most {MAX_FILTER_VALUES}: split the request or leave the list empty for all",
+                values.len()
+            ),
         ));
+    }
+    for (i, value) in values.iter().enumerate() {
+        check(value).map_err(|reason| Error::invalid(format!("{field}[{i}]"), reason))?;
     }
     Ok(values.to_vec())
 }
 
-fn accounts(field: &'static str, values: &[String]) -> Result<Vec<String>, Error> {
-    if let Some(bad) = values.iter().find(|a| !is_account_id(a)) {
-        return Err(Error::invalid(
-            field,
-            format!("{bad:?} is not a 12-digit AWS account id"),
+/// At most `max` characters, none of them a control character (NUL, newline...).
+fn text(value: &str, max: usize, what: &str) -> Result<(), String> {
+    let chars = value.chars().count();
+    if chars > max {
+        return Err(format!(
+            "is {chars} characters long; {what} are at most {max}"
         ));
     }
-    bounded(field, values)
+    if let Some(bad) = value.chars().find(|c| c.is_control()) {
+        return Err(format!("contains the control character {bad:?}"));
+    }
+    Ok(())
+}
+
+fn account(value: &str) -> Result<(), String> {
+    if is_account_id(value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?} is not a 12-digit AWS account id",
+            value.chars().take(40).collect::<String>()
+        ))
+    }
+}
+
+/// A caller as CUR names it: empty (no caller), an ARN `arn:partition:service:region:account:resource`,
+/// or another identity string CUR writes (`bedrock-console-session:unknown`).
+fn principal_filter(value: &str) -> Result<(), String> {
+    text(value, MAX_ARN_CHARS, "principals")?;
+    if value.starts_with("arn:") {
+        let parts: Vec<&str> = value.splitn(6, ':').collect();
+        let shaped = parts.len() == 6
+            && !parts[1].is_empty()
+            && !parts[2].is_empty()
+            && (parts[4].is_empty() || is_account_id(parts[4]))
+            && !parts[5].is_empty();
+        if !shaped {
+            return Err(format!(
+                "{:?} is not an ARN: use arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE with a 12-digit account, e.g. arn:aws:iam::123456789012:role/app",
+                value.chars().take(80).collect::<String>()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The filter (absent = no restriction).
@@ -238,6 +330,24 @@ pub fn filter(filter: Option<&pb::Filter>) -> Result<Filter, Error> {
     let Some(f) = filter else {
         return Ok(Filter::default());
     };
+    if f.usage_categories.len() > MAX_FILTER_VALUES {
+        return Err(Error::invalid(
+            "filter.usage_categories",
+            format!(
+                "has {} values; at most {MAX_FILTER_VALUES}",
+                f.usage_categories.len()
+            ),
+        ));
+    }
+    if f.tags.len() > MAX_TAG_FILTERS {
+        return Err(Error::invalid(
+            "filter.tags",
+            format!(
+                "has {} tag restrictions; at most {MAX_TAG_FILTERS}",
+                f.tags.len()
+            ),
+        ));
+    }
     let usage_categories = f
         .usage_categories
         .iter()
@@ -264,21 +374,35 @@ pub fn filter(filter: Option<&pb::Filter>) -> Result<Filter, Error> {
         .map(|t| {
             Ok(TagFilter {
                 key: tag_key("filter.tags.key", &t.key)?,
-                values: bounded("filter.tags.values", &t.values)?,
+                values: strings("filter.tags.values", &t.values, |v| {
+                    text(v, MAX_TAG_VALUE_CHARS, "tag values")
+                })?,
                 untagged: t.untagged,
             })
         })
         .collect::<Result<_, Error>>()?;
+    let name = |v: &str| text(v, MAX_NAME_CHARS, "names");
     Ok(Filter {
-        account_ids: accounts("filter.account_ids", &f.account_ids)?,
-        payer_account_ids: accounts("filter.payer_account_ids", &f.payer_account_ids)?,
-        principals: bounded("filter.principals", &f.principals)?,
-        models: bounded("filter.models", &f.models)?,
-        regions: bounded("filter.regions", &f.regions)?,
-        line_item_types: bounded("filter.line_item_types", &f.line_item_types)?,
+        account_ids: strings("filter.account_ids", &f.account_ids, account)?,
+        payer_account_ids: strings("filter.payer_account_ids", &f.payer_account_ids, account)?,
+        principals: strings("filter.principals", &f.principals, principal_filter)?,
+        models: strings("filter.models", &f.models, name)?,
+        regions: strings("filter.regions", &f.regions, name)?,
+        line_item_types: strings("filter.line_item_types", &f.line_item_types, name)?,
         usage_categories,
         tags,
     })
+}
+
+/// The `key_prefix` of ListTagKeys: at most a tag key long.
+pub fn key_prefix(prefix: &str) -> Result<&str, Error> {
+    text(
+        prefix,
+        MAX_TAG_KEY_CHARS + MAX_TAG_SOURCE_CHARS + 1,
+        "key prefixes",
+    )
+    .map_err(|reason| Error::invalid("key_prefix", reason))?;
+    Ok(prefix)
 }
 
 /// An exact amount as `Money`.

@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod convert;
 pub mod deadline;
+pub mod pool;
 pub mod status;
 
 use std::{sync::Arc, time::Duration};
@@ -18,7 +19,12 @@ use crate::{
     auth::{Caller, Scope, audit, caller_of},
     catalog::Catalog,
     error::Error,
-    query::{self, Dimension, QuerySpec, cache::AnswerCache, discovery, page},
+    query::{
+        self, Dimension, QuerySpec,
+        cache::AnswerCache,
+        discovery,
+        page::{self, PageKeys},
+    },
     snapshot::Snapshot,
     telemetry::{self, rpc::record_rows, rpc::record_spec},
 };
@@ -32,6 +38,12 @@ pub struct AttributionApi {
     admission: Arc<admission::Admission>,
     /// Layer rows up to which a query never waits (not counted as waiting).
     small_rows: usize,
+    /// Authenticates page tokens.
+    page_keys: Arc<PageKeys>,
+    /// The longest time range a request may span (`--max-range`).
+    max_range: Duration,
+    /// Where queries run, apart from the serving runtime.
+    pool: Arc<pool::QueryPool>,
 }
 
 /// The parts shared by the three grouped answers.
@@ -42,6 +54,10 @@ struct Grouped {
     total_tokens: pb::Tokens,
     info: pb::AnswerInfo,
 }
+
+/// The longest time range a request may span unless `--max-range` says otherwise: five
+/// years (of 366 days, so any five calendar years fit).
+pub const DEFAULT_MAX_RANGE: Duration = Duration::from_secs(5 * 366 * 86_400);
 
 /// The key of a request's answer in the cache and in its page tokens: the RPC, the
 /// request without its paging fields, and the caller's scope, so that two scopes never
@@ -148,36 +164,112 @@ fn uncovered_months(snapshot: &Snapshot, start: i64, end: i64) -> Vec<String> {
 
 impl AttributionApi {
     /// An API over `catalog`; each query gets at most `query_timeout` (or the caller's
-    /// shorter deadline), waiting included, and large ones run within `limits`.
-    pub fn new(catalog: Arc<Catalog>, query_timeout: Duration, limits: admission::Limits) -> Self {
+    /// shorter deadline), waiting included, and large ones run within `limits`; page
+    /// tokens are authenticated with `page_keys`; queries run on `pool`.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        query_timeout: Duration,
+        limits: admission::Limits,
+        page_keys: PageKeys,
+        pool: Arc<pool::QueryPool>,
+    ) -> Self {
         Self {
+            pool,
             catalog,
             query_timeout,
             answers: Arc::default(),
             admission: Arc::new(admission::Admission::new(limits)),
             small_rows: limits.small_rows,
+            page_keys: Arc::new(page_keys),
+            max_range: DEFAULT_MAX_RANGE,
         }
     }
 
-    /// Admission of a query reading `rows` layer rows, counted: a large query's wait
-    /// (however it ends), a refusal as shed, and the query as running while the
-    /// returned guard lives.
-    async fn admit(
+    /// Bounds the answer cache to `bytes` (`--answer-cache-bytes`, estimated).
+    pub fn with_answer_cache_bytes(mut self, bytes: usize) -> Self {
+        self.answers = Arc::new(AnswerCache::with_max_bytes(bytes));
+        self
+    }
+
+    /// The answer cache, for the server to empty when a new snapshot is served.
+    pub fn answer_cache(&self) -> Arc<AnswerCache> {
+        self.answers.clone()
+    }
+
+    /// Refuses time ranges longer than `max_range` (`--max-range`).
+    pub fn with_max_range(mut self, max_range: Duration) -> Self {
+        self.max_range = max_range;
+        self
+    }
+
+    /// The domain spec of a request (the handler records it on the RPC's span once final).
+    /// The domain spec of a request, held to the scope of its caller (the handler
+    /// records it on the RPC's span once final). A filter reaching outside the scope is
+    /// refused.
+    fn spec(
         &self,
-        rows: usize,
-    ) -> Result<(admission::Ticket, telemetry::metrics::Running), Error> {
-        let waiting = (rows > self.small_rows).then(telemetry::metrics::Waiting::start);
-        let admitted = self.admission.admit(rows).await;
-        drop(waiting);
-        match admitted {
-            Ok(ticket) => Ok((ticket, telemetry::metrics::Running::start())),
-            Err(e) => {
-                if let Error::Overloaded { .. } = e {
-                    telemetry::metrics::shed();
-                }
-                Err(e)
-            }
+        caller: Option<&Caller>,
+        range: Option<&pb::TimeRange>,
+        filter: Option<&pb::Filter>,
+        metric: i32,
+        granularity: i32,
+        dimensions: Vec<Dimension>,
+    ) -> Result<QuerySpec, Error> {
+        let (start, end) = convert::time_range(range, self.max_range)?;
+        let mut spec = QuerySpec {
+            start,
+            end,
+            filter: convert::filter(filter)?,
+            metric: convert::metric(metric)?,
+            granularity: convert::granularity(granularity)?,
+            dimensions,
+            allocation: false,
+            scope: Scope::default(),
+        };
+        audit::record_spec(&spec);
+        if let Some(caller) = caller {
+            caller.scope.check(&spec.filter, &caller.name)?;
+            spec.scope = caller.scope.clone();
         }
+        Ok(spec)
+    }
+
+
+    /// Runs `work` on the query pool, after admission, within the request's deadline
+    /// (the caller's `grpc-timeout` or `--query-timeout`, whichever is shorter; waiting
+    /// in line included). At the deadline the work is aborted and DEADLINE_EXCEEDED
+    /// returned; work finishing after it is not answered.
+    async fn on_pool<T, R, F, Fut>(
+        &self,
+        request: &Request<R>,
+        snapshot: &Arc<Snapshot>,
+        spec: &QuerySpec,
+        work: F,
+    ) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(datafusion::prelude::SessionContext, Arc<Snapshot>, QuerySpec) -> Fut
+            + Send
+            + 'static,
+        Fut: std::future::Future<Output = Result<T, Error>> + Send,
+    {
+        let deadline = tokio::time::Instant::now()
+            + deadline::effective(request.metadata(), self.query_timeout);
+        let caller = admission::caller_key(request.extensions());
+        let rows = query::plan::rows_to_scan(snapshot, spec)?;
+        let (admission, small_rows) = (self.admission.clone(), self.small_rows);
+        let (ctx, snapshot, spec) = (
+            self.catalog.session().clone(),
+            snapshot.clone(),
+            spec.clone(),
+        );
+        self.pool
+            .run(deadline, async move {
+                let _admitted = admit(&admission, small_rows, rows, &caller).await?;
+                count_scan(&snapshot, &spec, rows);
+                work(ctx, snapshot, spec).await
+            })
+            .await
     }
 
     async fn grouped<T>(
@@ -190,7 +282,14 @@ impl AttributionApi {
         per_million: bool,
     ) -> Result<Grouped, Error> {
         let snapshot = self.catalog.require_snapshot()?;
-        let page = page::request(page_size, page_token, snapshot.version, fingerprint)?;
+        let caller = admission::caller_key(request.extensions());
+        let page = self.page_keys.request(
+            page_size,
+            page_token,
+            snapshot.version,
+            fingerprint,
+            &caller,
+        )?;
         let answer = self.answer(request, &snapshot, &spec, fingerprint).await?;
         let rows = page::slice(&answer.rows, page)
             .iter()
@@ -207,11 +306,12 @@ impl AttributionApi {
             .collect();
         Ok(Grouped {
             rows,
-            next_page_token: page::next_token(
+            next_page_token: self.page_keys.next_token(
                 page,
                 answer.rows.len(),
                 snapshot.version,
                 fingerprint,
+                &caller,
             ),
             totals: answer
                 .totals
@@ -242,7 +342,7 @@ impl AttributionApi {
     async fn answer<T>(
         &self,
         request: &Request<T>,
-        snapshot: &Snapshot,
+        snapshot: &Arc<Snapshot>,
         spec: &QuerySpec,
         fingerprint: u64,
     ) -> Result<Arc<query::Answer>, Error> {
@@ -251,17 +351,12 @@ impl AttributionApi {
         if let Some(answer) = cached {
             return Ok(answer);
         }
-        let timeout = deadline::effective(request.metadata(), self.query_timeout);
-        let rows = query::plan::rows_to_scan(snapshot, spec)?;
-        // Dropping the future at the deadline drops the DataFusion streams, which stops
-        // their work.
-        let answer = tokio::time::timeout(timeout, async {
-            let _admitted = self.admit(rows).await?;
-            count_scan(snapshot, spec, rows);
-            query::run(self.catalog.session(), snapshot, spec).await
-        })
-        .await
-        .map_err(|_| Error::Deadline)??;
+        let answer = self
+            .on_pool(request, snapshot, spec, |ctx, snapshot, spec| async move {
+                query::run(&ctx, &snapshot, &spec).await
+            })
+            .await?;
+        // Only an answer within its deadline gets here, so only those are kept.
         let answer = Arc::new(answer);
         self.answers
             .put(snapshot.version, fingerprint, answer.clone());
@@ -269,39 +364,33 @@ impl AttributionApi {
     }
 }
 
+/// Admission of a query reading `rows` layer rows, counted: a large query's wait
+/// (however it ends), a refusal as shed, and the query as running while the returned
+/// guard lives.
+async fn admit(
+    admission: &admission::Admission,
+    small_rows: usize,
+    rows: usize,
+    caller: &str,
+) -> Result<(admission::Ticket, telemetry::metrics::Running), Error> {
+    let waiting = (rows > small_rows).then(telemetry::metrics::Waiting::start);
+    let admitted = admission.admit(rows, caller).await;
+    drop(waiting);
+    match admitted {
+        Ok(ticket) => Ok((ticket, telemetry::metrics::Running::start())),
+        Err(e) => {
+            if let Error::Overloaded { .. } | Error::CallerOverloaded { .. } = e {
+                telemetry::metrics::shed();
+            }
+            Err(e)
+        }
+    }
+}
+
 /// Counts the layer rows a query reads, in all and by grain.
 fn count_scan(snapshot: &Snapshot, spec: &QuerySpec, rows: usize) {
     let used = query::plan::layer_use(snapshot, spec).unwrap_or_default();
     telemetry::metrics::rows_scanned(rows, used.fine, used.daily, used.monthly);
-}
-
-/// The domain spec of a request, held to the scope of its caller (the handler records
-/// it on the RPC's span once final). A filter reaching outside the scope is refused.
-fn spec(
-    caller: Option<&Caller>,
-    range: Option<&pb::TimeRange>,
-    filter: Option<&pb::Filter>,
-    metric: i32,
-    granularity: i32,
-    dimensions: Vec<Dimension>,
-) -> Result<QuerySpec, Error> {
-    let (start, end) = convert::time_range(range)?;
-    let mut spec = QuerySpec {
-        start,
-        end,
-        filter: convert::filter(filter)?,
-        metric: convert::metric(metric)?,
-        granularity: convert::granularity(granularity)?,
-        dimensions,
-        allocation: false,
-        scope: Scope::default(),
-    };
-    audit::record_spec(&spec);
-    if let Some(caller) = caller {
-        caller.scope.check(&spec.filter, &caller.name)?;
-        spec.scope = caller.scope.clone();
-    }
-    Ok(spec)
 }
 
 /// Refuses a non-admin caller. The auth layer already does, by path; this keeps the
@@ -335,7 +424,7 @@ impl AttributionService for AttributionApi {
             &r.also_group_by_tag_key,
             grouping,
         )?);
-        let mut spec = spec(
+        let mut spec = self.spec(
             caller_of(&request),
             r.time_range.as_ref(),
             r.filter.as_ref(),
@@ -383,7 +472,7 @@ impl AttributionService for AttributionApi {
             )
             .into());
         }
-        let mut spec = spec(
+        let mut spec = self.spec(
             caller_of(&request),
             r.time_range.as_ref(),
             r.filter.as_ref(),
@@ -418,7 +507,7 @@ impl AttributionService for AttributionApi {
         let grouping = convert::grouping("principal_grouping", r.principal_grouping)?;
         let dimensions =
             convert::dimensions("group_by", &r.group_by, "tag_key", &r.tag_key, grouping)?;
-        let spec = spec(
+        let spec = self.spec(
             caller_of(&request),
             r.time_range.as_ref(),
             r.filter.as_ref(),
@@ -450,7 +539,7 @@ impl AttributionService for AttributionApi {
     ) -> Result<Response<pb::ListPrincipalsResponse>, Status> {
         let r = request.get_ref();
         let grouping = convert::grouping("grouping", r.grouping)?;
-        let spec = spec(
+        let spec = self.spec(
             caller_of(&request),
             r.time_range.as_ref(),
             r.filter.as_ref(),
@@ -464,7 +553,10 @@ impl AttributionService for AttributionApi {
             m.page_size = 0;
         });
         let (snapshot, answer) = self.run_discovery(&request, &spec, fp).await?;
-        let page = page::request(r.page_size, &r.page_token, snapshot.version, fp)?;
+        let caller = admission::caller_key(request.extensions());
+        let page =
+            self.page_keys
+                .request(r.page_size, &r.page_token, snapshot.version, fp, &caller)?;
         let all = discovery::by_first_key(&answer);
         let principals = page::slice(&all, page)
             .iter()
@@ -478,7 +570,13 @@ impl AttributionService for AttributionApi {
         record_rows("ListPrincipals", principals.len());
         Ok(Response::new(pb::ListPrincipalsResponse {
             principals,
-            next_page_token: page::next_token(page, all.len(), snapshot.version, fp),
+            next_page_token: self.page_keys.next_token(
+                page,
+                all.len(),
+                snapshot.version,
+                fp,
+                &caller,
+            ),
             info: Some(pb::AnswerInfo {
                 snapshot_version: snapshot.version,
                 notes: notes(&snapshot, &spec),
@@ -491,7 +589,7 @@ impl AttributionService for AttributionApi {
         request: Request<pb::ListTagKeysRequest>,
     ) -> Result<Response<pb::ListTagKeysResponse>, Status> {
         let r = request.get_ref();
-        let spec = spec(
+        let spec = self.spec(
             caller_of(&request),
             r.time_range.as_ref(),
             r.filter.as_ref(),
@@ -499,25 +597,25 @@ impl AttributionService for AttributionApi {
             0,
             Vec::new(),
         )?;
+        let key_prefix = convert::key_prefix(&r.key_prefix)?;
         record_spec(&spec);
         let fp = fingerprint("ListTagKeys", r, &spec.scope, |m| {
             m.page_token.clear();
             m.page_size = 0;
         });
         let snapshot = self.catalog.require_snapshot()?;
-        let page = page::request(r.page_size, &r.page_token, snapshot.version, fp)?;
-        let timeout = deadline::effective(request.metadata(), self.query_timeout);
-        let rows = query::plan::rows_to_scan(&snapshot, &spec)?;
-        let (keys, total) = tokio::time::timeout(timeout, async {
-            let _admitted = self.admit(rows).await?;
-            count_scan(&snapshot, &spec, rows);
-            discovery::tag_keys(self.catalog.session(), &snapshot, &spec).await
-        })
-        .await
-        .map_err(|_| Error::Deadline)??;
+        let caller = admission::caller_key(request.extensions());
+        let page =
+            self.page_keys
+                .request(r.page_size, &r.page_token, snapshot.version, fp, &caller)?;
+        let (keys, total) = self
+            .on_pool(&request, &snapshot, &spec, |ctx, snapshot, spec| async move {
+                discovery::tag_keys(&ctx, &snapshot, &spec).await
+            })
+            .await?;
         let keys: Vec<_> = keys
             .into_iter()
-            .filter(|(k, _)| k.starts_with(&r.key_prefix))
+            .filter(|(k, _)| k.starts_with(key_prefix))
             .collect();
         let tag_keys = page::slice(&keys, page)
             .iter()
@@ -531,7 +629,13 @@ impl AttributionService for AttributionApi {
         record_rows("ListTagKeys", tag_keys.len());
         Ok(Response::new(pb::ListTagKeysResponse {
             tag_keys,
-            next_page_token: page::next_token(page, keys.len(), snapshot.version, fp),
+            next_page_token: self.page_keys.next_token(
+                page,
+                keys.len(),
+                snapshot.version,
+                fp,
+                &caller,
+            ),
             total_line_items: total,
             info: Some(pb::AnswerInfo {
                 snapshot_version: snapshot.version,
@@ -551,7 +655,7 @@ impl AttributionService for AttributionApi {
         request: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
         let r = request.get_ref();
-        let spec = spec(
+        let spec = self.spec(
             caller_of(&request),
             r.time_range.as_ref(),
             r.filter.as_ref(),
@@ -565,7 +669,10 @@ impl AttributionService for AttributionApi {
             m.page_size = 0;
         });
         let (snapshot, answer) = self.run_discovery(&request, &spec, fp).await?;
-        let page = page::request(r.page_size, &r.page_token, snapshot.version, fp)?;
+        let caller = admission::caller_key(request.extensions());
+        let page =
+            self.page_keys
+                .request(r.page_size, &r.page_token, snapshot.version, fp, &caller)?;
         let all = discovery::by_first_key(&answer);
         let models = page::slice(&all, page)
             .iter()
@@ -579,7 +686,13 @@ impl AttributionService for AttributionApi {
         record_rows("ListModels", models.len());
         Ok(Response::new(pb::ListModelsResponse {
             models,
-            next_page_token: page::next_token(page, all.len(), snapshot.version, fp),
+            next_page_token: self.page_keys.next_token(
+                page,
+                all.len(),
+                snapshot.version,
+                fp,
+                &caller,
+            ),
             info: Some(pb::AnswerInfo {
                 snapshot_version: snapshot.version,
                 notes: notes(&snapshot, &spec),

@@ -448,7 +448,15 @@ async fn page_tokens_live_as_long_as_the_data() {
         page_token: token,
         ..Default::default()
     };
-    let server = serve(&[file_url(dir.path())], &[]).await;
+    // Replicas share the page token key (a mounted Secret in a deployment).
+    let key_dir = tempfile::tempdir().unwrap();
+    let key = key_dir.path().join("page-token.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let keyed = [
+        "--page-token-key-file".to_owned(),
+        key.display().to_string(),
+    ];
+    let server = serve(&[file_url(dir.path())], &keyed).await;
     let first = server
         .client
         .cost_by_principal(request(String::new()))
@@ -472,7 +480,7 @@ async fn page_tokens_live_as_long_as_the_data() {
     assert_eq!(again.rows, second.rows);
 
     // Another process on the same files accepts it and answers the same page.
-    let replica = serve(&[file_url(dir.path())], &[]).await;
+    let replica = serve(&[file_url(dir.path())], &keyed).await;
     let there = replica
         .client
         .cost_by_principal(request(token.clone()))
