@@ -311,7 +311,7 @@ fn spawn(bin: &Path, root: &Path, cache_dir: Option<&Path>, log: PathBuf) -> Ser
     let out = std::fs::File::create(&log).expect("server log file");
     let err = out.try_clone().expect("server log file");
     let child = cmd
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,bedrock_attribution_server=info")
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)

@@ -362,6 +362,8 @@ pub struct TlsConfig {
     /// time and size, on the next connection).
     #[arg(long, env = "BEDROCK_ATTRIBUTION_TLS_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub tls_reload_interval: Duration,
+}
+
 /// Limits on what one request may ask and use, and the key of its page tokens.
 #[derive(Debug, Clone, Args)]
 pub struct LimitsConfig {

@@ -78,6 +78,7 @@ pub enum Error {
         what: String,
         /// Why, and what the caller may do instead.
         reason: String,
+    },
     /// One caller already has as many large queries running or waiting as it may.
     #[error(
         "caller {caller} already has {held} large queries running or waiting, the most one caller may; retry in {} ms",
@@ -132,7 +133,6 @@ impl From<Error> for Status {
             Error::StalePageToken { .. } => Code::FailedPrecondition,
             Error::DataUnavailable { .. } => Code::FailedPrecondition,
             Error::TooLarge { .. } => Code::ResourceExhausted,
-            Error::Overloaded { .. } => Code::ResourceExhausted,
             Error::Unauthenticated => Code::Unauthenticated,
             Error::PermissionDenied { .. } => Code::PermissionDenied,
             Error::QueryMemory { .. } => Code::ResourceExhausted,

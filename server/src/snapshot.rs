@@ -1,10 +1,11 @@
 //! Immutable, versioned views of all data: a request holds one `Arc<Snapshot>` from
 //! start to end, and a refresh swaps in the next one without disturbing it.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
+use rustc_hash::FxHashMap;
 
 use crate::{
     catalog::listing::{FileListOrigin, Fingerprint},
@@ -179,6 +180,56 @@ pub struct Snapshot {
     pub problems: Vec<Problem>,
     /// The caller dimension table, built on first use (see [`Snapshot::principal_table`]).
     pub principal_table: OnceLock<RecordBatch>,
+    /// The other dimensions' value columns, built on first use.
+    pub lookups: LookupValues,
+}
+
+/// A dimension whose values a query joins in by id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LookupColumn {
+    /// Currency codes.
+    Currencies,
+    /// Model names.
+    Models,
+    /// Account ids (usage and payer).
+    Accounts,
+    /// Region codes.
+    Regions,
+    /// Line item types.
+    LineItemTypes,
+    /// The value of one tag key in each tag set.
+    Tag(String),
+}
+
+/// The value columns of a snapshot's dimensions, indexed by id, built on first use and
+/// kept for the snapshot's life: building one copies every string of a dictionary, a
+/// cost each answer would otherwise pay again.
+#[derive(Debug, Default)]
+pub struct LookupValues(Mutex<FxHashMap<LookupColumn, ArrayRef>>);
+
+impl LookupValues {
+    /// The values of `column` in `dicts`, indexed by id (NULL where a tag set lacks
+    /// the key). A tag key that no set has is not kept, so that callers naming keys
+    /// at random cannot grow the cache.
+    pub fn get(&self, column: &LookupColumn, dicts: &Dictionaries) -> ArrayRef {
+        let cached = self.0.lock().ok().and_then(|map| map.get(column).cloned());
+        if let Some(values) = cached {
+            return values;
+        }
+        let values: ArrayRef = match column {
+            LookupColumn::Currencies => Arc::new(dicts.currencies.to_array()),
+            LookupColumn::Models => Arc::new(dicts.models.to_array()),
+            LookupColumn::Accounts => Arc::new(dicts.accounts.to_array()),
+            LookupColumn::Regions => Arc::new(dicts.regions.to_array()),
+            LookupColumn::LineItemTypes => Arc::new(dicts.line_item_types.to_array()),
+            LookupColumn::Tag(key) => Arc::new(dicts.tag_sets.values_of(key)),
+        };
+        let known = !matches!(column, LookupColumn::Tag(_)) || values.null_count() < values.len();
+        if known && let Ok(mut map) = self.0.lock() {
+            map.insert(column.clone(), values.clone());
+        }
+        values
+    }
 }
 
 impl Snapshot {
@@ -296,6 +347,7 @@ mod tests {
             dicts: Arc::default(),
             problems: Vec::new(),
             principal_table: OnceLock::new(),
+            lookups: LookupValues::default(),
         };
         let (may_start, may_end) = period_span("2026-05").unwrap_or_default();
         let (apr_start, _) = period_span("2026-04").unwrap_or_default();

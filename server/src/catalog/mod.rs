@@ -369,6 +369,7 @@ impl Catalog {
             dicts: Arc::new(dicts),
             problems,
             principal_table: OnceLock::new(),
+            lookups: Default::default(),
         });
         tracing::info!(
             version = snapshot.version,

@@ -38,7 +38,7 @@ use crate::{
         dict::{Dictionaries, Dictionary},
     },
     rules::arn::Principal,
-    snapshot::Snapshot,
+    snapshot::{LookupColumn, Snapshot},
 };
 
 /// Output column names of a planned aggregate.
@@ -94,15 +94,13 @@ pub fn rows(
 /// saves: under load, cores are better spent on other queries.
 pub const ONE_PARTITION_ROWS: usize = 400_000;
 
-/// `ctx` for a plan reading `rows` layer rows: itself, or the same session with one
-/// target partition for a small scan.
+/// `ctx` for a plan reading `rows` layer rows: itself, or its one-partition session
+/// ([`crate::server::session::narrow`]) for a small scan.
 fn session_for(ctx: &SessionContext, rows: usize) -> Option<SessionContext> {
-    if rows > ONE_PARTITION_ROWS || ctx.copied_config().target_partitions() == 1 {
+    if rows > ONE_PARTITION_ROWS {
         return None;
     }
-    let mut state = ctx.state();
-    state.config_mut().options_mut().execution.target_partitions = 1;
-    Some(SessionContext::new_with_state(state))
+    crate::server::session::narrow(ctx)
 }
 
 fn rows_of(
@@ -112,7 +110,7 @@ fn rows_of(
     pieces: Pieces,
 ) -> Result<DataFrame, Error> {
     let ids = id_predicate(spec, &snapshot.dicts);
-    let partitions = ctx.copied_config().target_partitions().max(1);
+    let partitions = ctx.state_ref().read().config().target_partitions().max(1);
     let table = |batches: Vec<RecordBatch>| -> Result<DataFrame, Error> {
         let table = MemTable::try_new(SCHEMA.clone(), spread(batches, partitions))?;
         Ok(ctx.read_table(Arc::new(table))?)
@@ -426,10 +424,6 @@ pub fn principal_table(snapshot: &Snapshot) -> &RecordBatch {
     })
 }
 
-fn dictionary_values(d: &Dictionary) -> ArrayRef {
-    Arc::new(d.to_array())
-}
-
 /// The start of the `unit` bucket of each row, as µs since the epoch (`Int64`).
 ///
 /// `date_trunc` on a timestamp with a time zone (even UTC) converts every value through
@@ -461,7 +455,7 @@ pub fn plan_with(
     spec: &QuerySpec,
     choice: LayerChoice,
 ) -> Result<DataFrame, Error> {
-    let dicts = &snapshot.dicts;
+    let values = |column| snapshot.lookups.get(&column, &snapshot.dicts);
     let pieces = pieces(snapshot, spec, choice)?;
     let small = session_for(ctx, pieces.rows());
     let ctx = small.as_ref().unwrap_or(ctx);
@@ -508,7 +502,7 @@ pub fn plan_with(
 
     // 2. Resolve ids through dimension tables joined into the plan.
     df = df.join(
-        lookup(ctx, "c_id", "c_value", dictionary_values(&dicts.currencies))?,
+        lookup(ctx, "c_id", "c_value", values(LookupColumn::Currencies))?,
         JoinType::Left,
         &["k_currency"],
         &["c_id"],
@@ -530,11 +524,11 @@ pub fn plan_with(
                 };
                 Some(table.column(column).clone())
             }
-            Dimension::Model => Some(dictionary_values(&dicts.models)),
-            Dimension::Account => Some(dictionary_values(&dicts.accounts)),
-            Dimension::Region => Some(dictionary_values(&dicts.regions)),
-            Dimension::LineItemType => Some(dictionary_values(&dicts.line_item_types)),
-            Dimension::Tag(tag_key) => Some(Arc::new(dicts.tag_sets.values_of(tag_key))),
+            Dimension::Model => Some(values(LookupColumn::Models)),
+            Dimension::Account => Some(values(LookupColumn::Accounts)),
+            Dimension::Region => Some(values(LookupColumn::Regions)),
+            Dimension::LineItemType => Some(values(LookupColumn::LineItemTypes)),
+            Dimension::Tag(tag_key) => Some(values(LookupColumn::Tag(tag_key.clone()))),
             Dimension::UsageCategory => None,
         };
         match values {

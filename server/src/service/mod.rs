@@ -234,7 +234,6 @@ impl AttributionApi {
         Ok(spec)
     }
 
-
     /// Runs `work` on the query pool, after admission, within the request's deadline
     /// (the caller's `grpc-timeout` or `--query-timeout`, whichever is shorter; waiting
     /// in line included). At the deadline the work is aborted and DEADLINE_EXCEEDED
