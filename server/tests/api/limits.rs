@@ -241,8 +241,11 @@ async fn every_bad_field_is_named_in_bad_request_details() {
 
 /// Pages of `request` through `raw`, as (rows, next token).
 async fn page(
-    raw: &mut bedrock_attribution_client::proto::attribution_service_client::AttributionServiceClient<
-        tonic::transport::Channel,
+    raw: &mut proto::attribution_service_client::AttributionServiceClient<
+        tonic::service::interceptor::InterceptedService<
+            tonic::transport::Channel,
+            bedrock_attribution_client::Credentials,
+        >,
     >,
     token: &str,
 ) -> Result<(usize, String), tonic::Status> {

@@ -507,3 +507,98 @@ async fn unusable_files_stop_the_start_naming_the_flag() {
         "{err}"
     );
 }
+
+/// Callers of the auth file named by their client certificate: the subject the TLS
+/// acceptor verified is who calls, held to that caller's scope, with no token; another
+/// subject of the same CA is nobody.
+#[tokio::test]
+async fn mtls_callers_are_known_by_their_certificate_and_held_to_their_scope() {
+    let ca = Ca::new("server CA");
+    let client_ca = Ca::new("client CA");
+    let files = Files::new(&ca.server("bedrock-attribution"));
+    std::fs::write(&files.client_ca, client_ca.pem()).unwrap();
+    let admin_token = "admin-token-5e0c";
+    let digest: String = <sha2::Sha256 as sha2::Digest>::digest(admin_token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let callers = files._dir.path().join("callers.json");
+    std::fs::write(
+        &callers,
+        serde_json::json!({"callers": [
+            {"name": "finance", "token_sha256": digest, "admin": true},
+            {"name": "bi-backend", "mtls_subject": "CN=bi-backend,O=Acme",
+             "scope": {"accounts": ["210987654321"]}},
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let mut flags = files.flags(true);
+    flags.extend(["--auth-file".to_owned(), callers.display().to_string()]);
+    let handle = start(&flags).await;
+    let connect = |leaf: &Leaf, token: Option<&str>| {
+        let mut builder = Client::builder(format!("https://{}", handle.addr()))
+            .ca_certificate(ca.pem())
+            .identity(leaf.cert.clone(), leaf.key.clone())
+            .request_timeout(Duration::from_secs(10));
+        if let Some(token) = token {
+            builder = builder.bearer_token(token);
+        }
+        builder.build()
+    };
+    let question = |account: Option<&str>| proto::CostByPrincipalRequest {
+        time_range: crate::common::range("2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z"),
+        filter: account.map(|a| proto::Filter {
+            account_ids: vec![a.to_owned()],
+            ..Default::default()
+        }),
+        page_size: 1000,
+        ..Default::default()
+    };
+
+    let bi_leaf = client_ca.client(&[
+        (DnType::CommonName, "bi-backend"),
+        (DnType::OrganizationName, "Acme"),
+    ]);
+    let bi = connect(&bi_leaf, None).await.unwrap();
+    let scoped = bi.cost_by_principal(question(None)).await.unwrap();
+    let admin = connect(&bi_leaf, Some(admin_token)).await.unwrap();
+    let filtered = admin
+        .cost_by_principal(question(Some("210987654321")))
+        .await
+        .unwrap();
+    let everything = admin.cost_by_principal(question(None)).await.unwrap();
+    assert!(!scoped.rows.is_empty());
+    assert_eq!(
+        scoped.rows, filtered.rows,
+        "the scope is the account filter"
+    );
+    assert_eq!(scoped.totals, filtered.totals);
+    assert_ne!(scoped.totals, everything.totals, "the scope narrows");
+    // Not an admin, and the scope holds.
+    let err = bi
+        .data_status(proto::DataStatusRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    let err = bi
+        .cost_by_principal(question(Some("345678901234")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    assert!(err.to_string().contains("filter.account_ids"), "{err}");
+
+    // A certificate of the same CA with a subject no caller has: verified, but nobody.
+    let stranger = client_ca.client(&[
+        (DnType::CommonName, "bi-backend"),
+        (DnType::OrganizationName, "Evil"),
+    ]);
+    let err = connect(&stranger, None)
+        .await
+        .unwrap()
+        .cost_by_principal(question(None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
+    handle.shutdown().await.unwrap();
+}
