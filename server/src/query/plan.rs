@@ -272,12 +272,17 @@ fn timestamp(micros: i64) -> Expr {
 }
 
 /// `column IN (ids of values)`, false when no value is known.
-fn ids_in(column: &str, dictionary: &Dictionary, values: &[String]) -> Expr {
-    let ids: Vec<Expr> = values
-        .iter()
-        .filter_map(|v| dictionary.id(v))
-        .map(lit)
-        .collect();
+fn ids_in<'a>(
+    column: &str,
+    dictionary: &Dictionary,
+    values: impl IntoIterator<Item = &'a String>,
+) -> Expr {
+    any_id(column, values.into_iter().filter_map(|v| dictionary.id(v)))
+}
+
+/// `column IN (ids)`, false when there is none.
+fn any_id(column: &str, ids: impl IntoIterator<Item = u32>) -> Expr {
+    let ids: Vec<Expr> = ids.into_iter().map(lit).collect();
     if ids.is_empty() {
         lit(false)
     } else {
@@ -319,15 +324,11 @@ pub fn id_predicate(spec: &QuerySpec, dicts: &Dictionaries) -> Expr {
     }
     if !f.tags.is_empty() {
         let sets = &dicts.tag_sets;
-        let ids: Vec<Expr> = (0..sets.sets().len() as u32)
-            .filter(|&id| f.tags.iter().all(|t| t.accepts(sets.value(id, &t.key))))
-            .map(lit)
-            .collect();
-        conditions.push(if ids.is_empty() {
-            lit(false)
-        } else {
-            col(c::TAG_SET).in_list(ids, false)
-        });
+        conditions.push(any_id(
+            c::TAG_SET,
+            (0..sets.sets().len() as u32)
+                .filter(|&id| f.tags.iter().all(|t| t.accepts(sets.value(id, &t.key)))),
+        ));
     }
     conditions.extend(scope_predicate(&spec.scope, dicts));
     conditions
@@ -342,34 +343,24 @@ pub fn id_predicate(spec: &QuerySpec, dicts: &Dictionaries) -> Expr {
 /// that restricts nothing.
 fn scope_predicate(scope: &Scope, dicts: &Dictionaries) -> Vec<Expr> {
     let mut conditions = Vec::new();
-    let any_of = |column: &str, ids: Vec<u32>| {
-        if ids.is_empty() {
-            lit(false)
-        } else {
-            col(column).in_list(ids.into_iter().map(lit).collect(), false)
-        }
-    };
     if !scope.accounts.is_empty() {
-        let accounts: Vec<String> = scope.accounts.iter().cloned().collect();
-        conditions.push(ids_in(c::ACCOUNT, &dicts.accounts, &accounts));
+        conditions.push(ids_in(c::ACCOUNT, &dicts.accounts, &scope.accounts));
     }
     if !scope.tags.is_empty() {
         let sets = &dicts.tag_sets;
-        let ids = (0..sets.sets().len() as u32)
-            .filter(|&id| scope.allows_tags(|key| sets.value(id, key)))
-            .collect();
-        conditions.push(any_of(c::TAG_SET, ids));
+        conditions.push(any_id(
+            c::TAG_SET,
+            (0..sets.sets().len() as u32)
+                .filter(|&id| scope.allows_tags(|key| sets.value(id, key))),
+        ));
     }
     if !scope.principal_prefixes.is_empty() {
-        let ids = dicts
-            .principals
-            .values()
-            .iter()
-            .enumerate()
-            .filter(|(id, arn)| *id != 0 && scope.allows_principal(arn))
-            .map(|(id, _)| id as u32)
-            .collect();
-        conditions.push(any_of(c::PRINCIPAL, ids));
+        let arns = dicts.principals.values().iter().enumerate();
+        conditions.push(any_id(
+            c::PRINCIPAL,
+            arns.filter(|(id, arn)| *id != 0 && scope.allows_principal(arn))
+                .map(|(id, _)| id as u32),
+        ));
     }
     conditions
 }
