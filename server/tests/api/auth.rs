@@ -28,7 +28,7 @@ use tonic::{
 use crate::{
     common::{TestServer, range, small_export, sum_rows, totals},
     process::ServerProcess,
-    reference::{Key, Sums, key_of, reference, reference_rows, sums},
+    reference::{Key, Sums, assert_same_rows, key_of, reference, reference_rows, sums},
 };
 
 const ALL: (&str, &str) = ("2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z");
@@ -370,20 +370,7 @@ async fn every_scoped_answer_equals_duckdb_with_the_scope_as_where() {
             let ours = by_key(&answer.rows, &names, *grouping);
             let theirs = reference_rows(&expected["results"][&what], &what);
             assert!(!theirs.is_empty(), "{what}: the scope matches nothing");
-            let only_ours: Vec<_> = ours
-                .iter()
-                .filter(|(k, v)| theirs.get(*k) != Some(*v))
-                .take(5)
-                .collect();
-            let only_theirs: Vec<_> = theirs
-                .iter()
-                .filter(|(k, v)| ours.get(*k) != Some(*v))
-                .take(5)
-                .collect();
-            assert!(
-                only_ours.is_empty() && only_theirs.is_empty(),
-                "{what}: service {only_ours:#?}\nDuckDB {only_theirs:#?}"
-            );
+            assert_same_rows(&what, &ours, &theirs);
             // Within an account scope, spend without a caller stays (UNATTRIBUTED), and
             // so does spend without the grouped tag (UNTAGGED).
             if caller.name == "account-210" && *id == "by_arn" {

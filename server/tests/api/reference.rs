@@ -85,6 +85,29 @@ pub(crate) fn key_of(row: &proto::Row, names: &[&str], grouping: G) -> Key {
     key
 }
 
+/// Asserts that the service's rows and DuckDB's are the same groups with the same sums,
+/// showing up to five rows of each side that the other lacks or sums differently.
+pub(crate) fn assert_same_rows(
+    what: &str,
+    ours: &BTreeMap<Key, Sums>,
+    theirs: &BTreeMap<Key, Sums>,
+) {
+    let only_ours: Vec<_> = ours
+        .iter()
+        .filter(|(k, v)| theirs.get(*k) != Some(*v))
+        .take(5)
+        .collect();
+    let only_theirs: Vec<_> = theirs
+        .iter()
+        .filter(|(k, v)| ours.get(*k) != Some(*v))
+        .take(5)
+        .collect();
+    assert!(
+        only_ours.is_empty() && only_theirs.is_empty(),
+        "{what}: service {only_ours:#?}\nDuckDB {only_theirs:#?}"
+    );
+}
+
 /// The reference's rows of one answer, by key (`allocated` only where it answered one).
 pub(crate) fn reference_rows(rows: &Value, id: &str) -> BTreeMap<Key, Sums> {
     rows.as_array()
@@ -499,21 +522,7 @@ async fn answers_equal_duckdb_on_the_same_files() {
             "{}: the reference found nothing, the case tests nothing",
             case.id
         );
-        let only_ours: Vec<_> = ours
-            .iter()
-            .filter(|(k, v)| theirs.get(*k) != Some(*v))
-            .take(5)
-            .collect();
-        let only_theirs: Vec<_> = theirs
-            .iter()
-            .filter(|(k, v)| ours.get(*k) != Some(*v))
-            .take(5)
-            .collect();
-        assert!(
-            only_ours.is_empty() && only_theirs.is_empty(),
-            "{}: service {only_ours:#?}\nDuckDB {only_theirs:#?}",
-            case.id
-        );
+        assert_same_rows(case.id, &ours, &theirs);
     }
     server.stop().await;
 }
