@@ -44,9 +44,12 @@ impl Audit {
         self.with(|f| f.caller = Some(name.to_owned()));
     }
 
-    /// Writes the event: `rpc` is `package.Service/Method`, `code` the gRPC code's name.
-    pub fn emit(&self, rpc: &str, code: &str, elapsed: Duration) {
+    /// Writes the event: `rpc` is `package.Service/Method`, `method` its last part,
+    /// `code` the gRPC code's name. Also counts the call under the caller's name in
+    /// [`crate::telemetry::metrics::CALLER_REQUESTS`].
+    pub fn emit(&self, rpc: &str, method: &'static str, code: &'static str, elapsed: Duration) {
         self.with(|f| {
+            crate::telemetry::metrics::caller_call(f.caller.as_deref(), method, code);
             tracing::info!(
                 target: "audit",
                 caller = f.caller.as_deref().unwrap_or("-"),

@@ -30,6 +30,10 @@ pub const RPC_REQUESTS: &str = "bedrock_attribution_rpc_requests_total";
 pub const RPC_DURATION: &str = "bedrock_attribution_rpc_duration_seconds";
 /// RPCs being served, by service and method.
 pub const RPC_IN_FLIGHT: &str = "bedrock_attribution_rpc_in_flight";
+/// RPCs finished, by the caller of the callers file (`caller`; `none` when no caller
+/// was identified: the server runs open, or the credentials were refused), method and
+/// gRPC status code name. Caller names come from the operator's file, so they stay few.
+pub const CALLER_REQUESTS: &str = "bedrock_attribution_caller_requests_total";
 /// Rows (or list entries) sent in responses, by method.
 pub const ROWS_RETURNED: &str = "bedrock_attribution_rows_returned_total";
 /// Whole answers asked of the answer cache, by `result` (`hit`, `miss`).
@@ -93,6 +97,7 @@ pub const ALL: &[&str] = &[
     RPC_REQUESTS,
     RPC_DURATION,
     RPC_IN_FLIGHT,
+    CALLER_REQUESTS,
     ROWS_RETURNED,
     ANSWER_CACHE,
     ROWS_SCANNED,
@@ -177,6 +182,11 @@ fn describe() {
         "Seconds from an RPC's arrival to the end of its response"
     );
     describe_gauge!(RPC_IN_FLIGHT, Unit::Count, "RPCs being served");
+    describe_counter!(
+        CALLER_REQUESTS,
+        Unit::Count,
+        "RPCs finished, by caller (none when unidentified), method and gRPC status code"
+    );
     describe_counter!(
         ROWS_RETURNED,
         Unit::Count,
@@ -336,6 +346,12 @@ pub fn layer_cache(hit: bool) {
     counter!(LAYER_CACHE, "result" => if hit { "hit" } else { "miss" }).increment(1);
 }
 
+/// Counts a finished call of `caller` (`None`: no caller identified).
+pub fn caller_call(caller: Option<&str>, method: &'static str, code: &'static str) {
+    let caller = caller.unwrap_or("none").to_owned();
+    counter!(CALLER_REQUESTS, "caller" => caller, "method" => method, "code" => code).increment(1);
+}
+
 /// Counts the rows of a response.
 pub fn rows_returned(method: &'static str, rows: usize) {
     counter!(ROWS_RETURNED, "method" => method).increment(rows as u64);
@@ -466,7 +482,13 @@ mod tests {
                 "{name}"
             );
         }
-        for name in [RPC_REQUESTS, ROWS_RETURNED, QUERIES_SHED, STORE_ERRORS] {
+        for name in [
+            RPC_REQUESTS,
+            CALLER_REQUESTS,
+            ROWS_RETURNED,
+            QUERIES_SHED,
+            STORE_ERRORS,
+        ] {
             assert!(name.ends_with("_total"), "counters end in _total: {name}");
         }
     }

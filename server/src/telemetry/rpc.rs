@@ -211,7 +211,7 @@ impl Drop for Finish {
             "rpc finished"
         );
         if let Some(audit) = &self.audit {
-            audit.emit(&rpc.full, code_name(code), elapsed);
+            audit.emit(&rpc.full, method, code_name(code), elapsed);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! reloads without a restart; audit lines never show a token.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -27,7 +27,8 @@ use tonic::{
 
 use crate::{
     common::{TestServer, range, small_export, sum_rows, totals},
-    process::ServerProcess,
+    observability::{scrape, value},
+    process::{ServerProcess, http_get},
     reference::{Key, Sums, assert_same_rows, key_of, reference, reference_rows, sums},
 };
 
@@ -849,7 +850,7 @@ async fn no_access_control_off_loopback_unless_allowed() {
 }
 
 #[tokio::test]
-async fn audit_lines_name_the_caller_and_never_a_token() {
+async fn audit_lines_and_metrics_name_the_caller_and_never_a_token() {
     let callers = callers();
     let (_dir, path) = write_auth_file(&callers);
     let server = ServerProcess::start(
@@ -859,6 +860,8 @@ async fn audit_lines_name_the_caller_and_never_a_token() {
             path.to_str().unwrap(),
             "--log-format",
             "json",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
     )
     .await;
@@ -941,5 +944,30 @@ async fn audit_lines_name_the_caller_and_never_a_token() {
         for secret in [wrong, "team-token-93aa"] {
             assert!(!line.contains(secret), "a token in the log: {line}");
         }
+    }
+
+    // The same two calls in the metrics, under the caller's name; the refused one has
+    // no caller.
+    let m = scrape(&server).await;
+    let calls = "bedrock_attribution_caller_requests_total";
+    let count = |caller, method, code| {
+        value(
+            &m,
+            calls,
+            &[("caller", caller), ("method", method), ("code", code)],
+        )
+    };
+    assert_eq!(count("ds-and-alpha", "CostByTag", "OK"), 1.0);
+    assert_eq!(count("none", "ListModels", "UNAUTHENTICATED"), 1.0);
+    let callers_seen: BTreeSet<&str> = m
+        .samples
+        .iter()
+        .filter(|s| s.metric == calls)
+        .filter_map(|s| s.labels.get("caller"))
+        .collect();
+    assert_eq!(callers_seen, BTreeSet::from(["ds-and-alpha", "none"]));
+    let (_, text) = http_get(server.metrics.unwrap(), "/metrics").await;
+    for secret in [wrong, "team-token-93aa"] {
+        assert!(!text.contains(secret), "a token in the metrics");
     }
 }

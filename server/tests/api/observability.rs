@@ -18,7 +18,7 @@ use crate::{
 const API: &str = "bedrock.attribution.v1.AttributionService";
 
 /// Scrapes `/metrics` and parses it.
-async fn scrape(server: &ServerProcess) -> Scrape {
+pub(crate) async fn scrape(server: &ServerProcess) -> Scrape {
     let addr = server
         .metrics
         .unwrap_or_else(|| panic!("no metrics address"));
@@ -38,7 +38,7 @@ fn samples<'a>(scrape: &'a Scrape, name: &str, labels: &[(&str, &str)]) -> Vec<&
 }
 
 /// The one value of a counter or gauge sample.
-fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     match samples(scrape, name, labels).as_slice() {
         [s] => match s.value {
             Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
