@@ -8,6 +8,7 @@
 //! with health and reflection, behind the access control of [`auth`].
 
 pub mod allocate;
+pub mod allocator;
 pub mod auth;
 pub mod catalog;
 pub mod config;

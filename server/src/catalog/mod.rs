@@ -316,6 +316,9 @@ impl Catalog {
     /// One refresh (the caller holds the refresh lock).
     async fn build(&self) -> Result<Arc<Snapshot>, Error> {
         let started = Instant::now();
+        // Raw batches are freed file after file: hand them back at once, so that the
+        // load's peak stays near what it holds (crate::allocator).
+        let _purge = crate::allocator::EagerPurge::start();
         let previous = self.snapshot();
         let previous_version = previous.as_ref().map(|p| p.version);
         // Dictionaries only grow, so the ids of periods reused from the previous
