@@ -5,6 +5,7 @@
 
 pub mod classify;
 pub mod file;
+pub mod strings;
 
 use std::collections::BTreeSet;
 
