@@ -365,6 +365,7 @@ impl FileState {
                     .intern(value(&currency, row).unwrap_or("")),
                 model: class.model,
                 category: class.category,
+                routing: class.routing,
                 tag_set,
             };
             let sums = Sums {
