@@ -74,6 +74,7 @@ fn query(id: &'static str, granularity: Granularity, dimensions: Vec<Dimension>)
             Dimension::Account => ("account", proto::Dimension::Account),
             Dimension::Region => ("region", proto::Dimension::Region),
             Dimension::UsageCategory => ("usage_category", proto::Dimension::UsageCategory),
+            Dimension::Routing => ("routing", proto::Dimension::Routing),
             Dimension::LineItemType => ("line_item_type", proto::Dimension::LineItemType),
             Dimension::Tag(key) => {
                 tag_key = key.clone();

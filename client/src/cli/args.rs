@@ -205,6 +205,9 @@ pub struct FilterArgs {
     /// Only this usage category; repeatable.
     #[arg(long = "usage-category", value_name = "CATEGORY", value_enum)]
     pub usage_categories: Vec<UsageCategoryArg>,
+    /// Only this routing (where Bedrock served the call); repeatable.
+    #[arg(long = "routing", value_name = "ROUTING", value_enum)]
+    pub routings: Vec<RoutingArg>,
     /// Only line items whose tag KEY has VALUE; repeatable (values of one key are ORed,
     /// keys ANDed). Split at the LAST '=': keys may contain '=', values may not.
     #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
@@ -389,6 +392,8 @@ pub enum DimensionArg {
     Tag,
     /// The CUR line item type.
     LineItemType,
+    /// In-region, cross-region geographic or cross-region global.
+    Routing,
 }
 
 /// How Bedrock was bought.
@@ -414,6 +419,17 @@ pub enum UsageCategoryArg {
     CustomModelImport,
     /// Anything else.
     Other,
+}
+
+/// Where Bedrock served a call, from the usage type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoutingArg {
+    /// In the region of the call.
+    InRegion,
+    /// Cross-region inference within a geography.
+    CrossRegionGeographic,
+    /// Cross-region inference anywhere.
+    CrossRegionGlobal,
 }
 
 /// A `--tag KEY=VALUE` argument.

@@ -44,6 +44,11 @@ pub(crate) fn usage_category(category: proto::UsageCategory) -> String {
     enum_label(category.as_str_name(), "USAGE_CATEGORY_")
 }
 
+/// `ROUTING_CROSS_REGION_GLOBAL` reads `cross-region-global`, as on the command line.
+pub(crate) fn routing(routing: proto::Routing) -> String {
+    enum_label(routing.as_str_name(), "ROUTING_")
+}
+
 /// `PRINCIPAL_KIND_ASSUMED_ROLE` reads `assumed-role`.
 pub(crate) fn principal_kind(kind: proto::PrincipalKind) -> String {
     enum_label(kind.as_str_name(), "PRINCIPAL_KIND_")

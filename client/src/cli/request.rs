@@ -5,8 +5,8 @@
 
 use super::args::{
     AllocationArg, CostByPrincipalArgs, CostByTagArgs, DimensionArg, FilterArgs, GranularityArg,
-    GroupingArg, ListModelsArgs, ListPrincipalsArgs, ListTagKeysArgs, MetricArg, ScopeArgs, TagArg,
-    TokenUsageArgs, UsageCategoryArg,
+    GroupingArg, ListModelsArgs, ListPrincipalsArgs, ListTagKeysArgs, MetricArg, RoutingArg,
+    ScopeArgs, TagArg, TokenUsageArgs, UsageCategoryArg,
 };
 use crate::{proto, time_range};
 
@@ -130,6 +130,7 @@ impl FilterArgs {
                 .iter()
                 .map(|c| c.to_proto() as i32)
                 .collect(),
+            routings: self.routings.iter().map(|r| r.to_proto() as i32).collect(),
         };
         (filter != proto::Filter::default()).then_some(filter)
     }
@@ -235,6 +236,7 @@ impl DimensionArg {
             DimensionArg::UsageCategory => proto::Dimension::UsageCategory,
             DimensionArg::Tag => proto::Dimension::Tag,
             DimensionArg::LineItemType => proto::Dimension::LineItemType,
+            DimensionArg::Routing => proto::Dimension::Routing,
         }
     }
 }
@@ -257,13 +259,26 @@ impl UsageCategoryArg {
     }
 }
 
+impl RoutingArg {
+    /// The wire enum.
+    pub fn to_proto(self) -> proto::Routing {
+        match self {
+            RoutingArg::InRegion => proto::Routing::InRegion,
+            RoutingArg::CrossRegionGeographic => proto::Routing::CrossRegionGeographic,
+            RoutingArg::CrossRegionGlobal => proto::Routing::CrossRegionGlobal,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser as _;
 
     use super::*;
     use crate::cli::args::{Cli, Command, parse_tag};
-    use crate::proto::{CostMetric, Dimension, Granularity, PrincipalGrouping, UsageCategory};
+    use crate::proto::{
+        CostMetric, Dimension, Granularity, PrincipalGrouping, Routing, UsageCategory,
+    };
 
     fn parse(args: &[&str]) -> Cli {
         let argv = std::iter::once("bedrock-attribution").chain(args.iter().copied());
@@ -372,6 +387,10 @@ mod tests {
                 "on-demand",
                 "--usage-category",
                 "batch",
+                "--routing",
+                "cross-region-geographic",
+                "--routing",
+                "in-region",
                 "--tag",
                 "team=ml",
                 "--tag",
@@ -398,6 +417,11 @@ mod tests {
         assert_eq!(filter.line_item_types, ["Usage"]);
         let categories: Vec<_> = filter.usage_categories().collect();
         assert_eq!(categories, [UsageCategory::OnDemand, UsageCategory::Batch]);
+        let routings: Vec<_> = filter.routings().collect();
+        assert_eq!(
+            routings,
+            [Routing::CrossRegionGeographic, Routing::InRegion]
+        );
         let tag = |key: &str, values: &[&str], untagged| proto::TagFilter {
             key: key.to_owned(),
             values: values.iter().map(|v| (*v).to_owned()).collect(),
@@ -464,7 +488,7 @@ mod tests {
             "token-usage",
             &[
                 "--group-by",
-                "model,usage-category,line-item-type",
+                "model,usage-category,line-item-type,routing",
                 "--granularity",
                 "monthly",
             ],
@@ -478,7 +502,8 @@ mod tests {
             [
                 Dimension::Model,
                 Dimension::UsageCategory,
-                Dimension::LineItemType
+                Dimension::LineItemType,
+                Dimension::Routing
             ]
         );
         assert_eq!(req.granularity(), Granularity::Monthly);

@@ -34,6 +34,8 @@ pub enum DimColumn {
     UsageCategory,
     /// The CUR line item type.
     LineItemType,
+    /// In-region, cross-region geographic or cross-region global.
+    Routing,
 }
 
 /// The columns of a grouped answer, derived from its request.
@@ -129,6 +131,7 @@ fn dims(
         proto::Dimension::UsageCategory => Some(DimColumn::UsageCategory),
         proto::Dimension::Tag => Some(DimColumn::Tag),
         proto::Dimension::LineItemType => Some(DimColumn::LineItemType),
+        proto::Dimension::Routing => Some(DimColumn::Routing),
     })
 }
 
@@ -164,6 +167,7 @@ fn dim_column(dim: DimColumn) -> Column {
         DimColumn::Region => Column::text("REGION", "region"),
         DimColumn::UsageCategory => Column::text("USAGE CATEGORY", "usage_category"),
         DimColumn::LineItemType => Column::text("LINE ITEM TYPE", "line_item_type"),
+        DimColumn::Routing => Column::text("ROUTING", "routing"),
     }
 }
 
@@ -193,6 +197,7 @@ fn dim_cell(dim: DimColumn, row: &proto::Row, table: bool) -> String {
         DimColumn::Region => or_none(&row.region),
         DimColumn::UsageCategory => labels::usage_category(row.usage_category()),
         DimColumn::LineItemType => row.line_item_type.clone(),
+        DimColumn::Routing => labels::routing(row.routing()),
     }
 }
 
@@ -318,6 +323,8 @@ struct JsonRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     line_item_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    routing: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     period_start: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     direct_cost: Option<labels::JsonMoney>,
@@ -349,6 +356,7 @@ fn rows_document(layout: &RowLayout, answer: &AllRows) -> Result<RowsDocument, C
             region: None,
             usage_category: None,
             line_item_type: None,
+            routing: None,
             period_start: None,
             direct_cost: match &row.direct_cost {
                 Some(m) => Some(labels::JsonMoney::from_proto(Some(m), "direct cost")?),
@@ -397,6 +405,7 @@ fn rows_document(layout: &RowLayout, answer: &AllRows) -> Result<RowsDocument, C
                     json.usage_category = Some(labels::usage_category(row.usage_category()));
                 }
                 DimColumn::LineItemType => json.line_item_type = Some(row.line_item_type.clone()),
+                DimColumn::Routing => json.routing = Some(labels::routing(row.routing())),
             }
         }
         if layout.period {
@@ -690,6 +699,54 @@ ml,123456789012,on-demand,6.0000000000,USD,2000000,0,0,0,2,3.0000000000
 UNTAGGED,123456789012,on-demand,1.0000000000,USD,2000000,0,0,0,2,
 ";
         assert_eq!(render(Format::Csv, &layout, &answer), expected);
+    }
+
+    #[test]
+    fn routings_read_as_on_the_command_line() {
+        let layout = RowLayout::token_usage(&proto::TokenUsageRequest {
+            group_by: vec![proto::Dimension::Routing as i32],
+            ..Default::default()
+        });
+        assert_eq!(layout.dimensions, [DimColumn::Routing]);
+        let row = |routing: proto::Routing, cost: &str| proto::Row {
+            routing: routing as i32,
+            cost: money(cost, "USD"),
+            tokens: tokens(1_000_000, 0, 0, 0),
+            line_items: 1,
+            ..Default::default()
+        };
+        let answer = AllRows {
+            rows: vec![
+                row(proto::Routing::CrossRegionGlobal, "3.0000000000"),
+                row(proto::Routing::CrossRegionGeographic, "2.0000000000"),
+                row(proto::Routing::InRegion, "1.0000000000"),
+            ],
+            totals: vec![money("6.0000000000", "USD").unwrap_or_default()],
+            ..Default::default()
+        };
+        let expected = "\
+routing,cost,currency,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,line_items,cost_per_million_tokens
+cross-region-global,3.0000000000,USD,1000000,0,0,0,1,
+cross-region-geographic,2.0000000000,USD,1000000,0,0,0,1,
+in-region,1.0000000000,USD,1000000,0,0,0,1,
+";
+        assert_eq!(render(Format::Csv, &layout, &answer), expected);
+        let doc: serde_json::Value =
+            serde_json::from_str(&render(Format::Json, &layout, &answer)).expect("json");
+        let routings: Vec<&str> = doc["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| r["routing"].as_str().expect("routing"))
+            .collect();
+        assert_eq!(
+            routings,
+            [
+                "cross-region-global",
+                "cross-region-geographic",
+                "in-region"
+            ]
+        );
     }
 
     #[test]

@@ -122,6 +122,10 @@ pub fn describe(filter: &Filter) -> String {
         &mut filter.usage_categories.iter().map(|u| format!("{u:?}")),
     );
     list(
+        "routings",
+        &mut filter.routings.iter().map(|r| format!("{r:?}")),
+    );
+    list(
         "tags",
         &mut filter.tags.iter().map(|t| {
             let mut values: Vec<String> = t.values.iter().map(quoted).collect();
@@ -140,13 +144,14 @@ pub fn describe(filter: &Filter) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::TagFilter;
+    use crate::{query::TagFilter, rules::usage::Routing};
 
     #[test]
     fn filters_for_people() {
         assert_eq!(describe(&Filter::default()), "none");
         let f = Filter {
             account_ids: vec!["210987654321".into()],
+            routings: vec![Routing::CrossRegionGeographic, Routing::InRegion],
             tags: vec![TagFilter {
                 key: "team".into(),
                 values: vec!["search".into()],
@@ -156,7 +161,7 @@ mod tests {
         };
         assert_eq!(
             describe(&f),
-            r#"account_ids=["210987654321"];tags=["team":"search"|untagged]"#
+            r#"account_ids=["210987654321"];routings=[CrossRegionGeographic,InRegion];tags=["team":"search"|untagged]"#
         );
     }
 }

@@ -53,6 +53,8 @@ pub mod col {
     pub const MODEL: &str = "model";
     /// Usage category code (`UsageCategory::code`).
     pub const USAGE_CATEGORY: &str = "usage_category";
+    /// Routing code (`Routing::code`).
+    pub const ROUTING: &str = "routing";
     /// Tag set id.
     pub const TAG_SET: &str = "tag_set";
     /// Input tokens.
@@ -66,7 +68,7 @@ pub mod col {
     /// Line items summed into the row.
     pub const LINE_ITEMS: &str = "line_items";
     /// The id columns, in schema order after `usage_start`.
-    pub const KEYS: [&str; 9] = [
+    pub const KEYS: [&str; 10] = [
         PRINCIPAL,
         ACCOUNT,
         PAYER,
@@ -75,6 +77,7 @@ pub mod col {
         CURRENCY,
         MODEL,
         USAGE_CATEGORY,
+        ROUTING,
         TAG_SET,
     ];
     /// The token columns, in [`super::Tokens`] field order.
@@ -123,7 +126,8 @@ pub fn time_type() -> DataType {
 pub static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut fields = vec![Field::new(col::USAGE_START, time_type(), false)];
     for key in col::KEYS {
-        let t = if key == col::USAGE_CATEGORY {
+        // Codes of a few values take one byte a row, not four.
+        let t = if key == col::USAGE_CATEGORY || key == col::ROUTING {
             DataType::UInt8
         } else {
             DataType::UInt32
@@ -164,6 +168,8 @@ pub struct LineKey {
     pub model: u32,
     /// Usage category code.
     pub category: u8,
+    /// Routing code.
+    pub routing: u8,
     /// Tag set id.
     pub tag_set: u32,
 }
@@ -591,6 +597,7 @@ fn batch(rows: &GroupedRows, order: &[u32]) -> Result<RecordBatch, ArrowError> {
         ids(|k| k.currency),
         ids(|k| k.model),
         Arc::new(UInt8Array::from_iter_values(keys().map(|k| k.category))),
+        Arc::new(UInt8Array::from_iter_values(keys().map(|k| k.routing))),
         ids(|k| k.tag_set),
         ints(&|s| s.tokens.input),
         ints(&|s| s.tokens.output),

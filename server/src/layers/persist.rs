@@ -35,8 +35,8 @@ use crate::{
     query::CostMetric, rules::bedrock::BedrockRule,
 };
 
-/// Bump when what is written changes meaning or shape.
-const FORMAT: u32 = 2;
+/// Bump when what is written changes meaning or shape (3: the layers gained `routing`).
+const FORMAT: u32 = 3;
 const DICTIONARIES: [&str; 6] = [
     "principals",
     "accounts",

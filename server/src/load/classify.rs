@@ -55,8 +55,7 @@ pub struct Class {
     pub model: u32,
     /// Usage category code (`UsageCategory::code`).
     pub category: u8,
-    /// Routing code (`Routing::code`): in-region, cross-region geographic or global. Not
-    /// yet carried into the layers' key (see `layers::LineKey`).
+    /// Routing code (`Routing::code`): in-region, cross-region geographic or global.
     pub routing: u8,
     /// Line item type id in the file's dictionary.
     pub line_item_type: u32,

@@ -620,6 +620,7 @@ impl FileState {
                 ),
                 model: class.model,
                 category: class.category,
+                routing: class.routing,
                 tag_set,
             };
             let sums = Sums {

@@ -175,6 +175,7 @@ fn absorb(out: &mut FileLines, read: FileLines) -> Result<(), ArrowError> {
                 currency: through(&map.currencies, k.currency),
                 model: through(&map.models, k.model),
                 category: k.category,
+                routing: k.routing,
                 tag_set: through(&map.tag_sets, k.tag_set),
             };
             out.fine.add(key, s)

@@ -16,7 +16,12 @@ use super::{
     plan::{UNITS_TYPE, out},
     spec::{Dimension, QuerySpec},
 };
-use crate::{error::Error, layers::Tokens, rules::usage::UsageCategory, snapshot::Snapshot};
+use crate::{
+    error::Error,
+    layers::Tokens,
+    rules::usage::{Routing, UsageCategory},
+    snapshot::Snapshot,
+};
 
 /// Groups an answer may hold before the server refuses it.
 pub const MAX_GROUPS: usize = 1_000_000;
@@ -29,6 +34,8 @@ pub enum Key {
     Text(String),
     /// A usage category.
     Category(UsageCategory),
+    /// A routing.
+    Routing(Routing),
 }
 
 impl Key {
@@ -36,7 +43,7 @@ impl Key {
     pub fn text(&self) -> Option<&str> {
         match self {
             Self::Text(t) => Some(t),
-            Self::Category(_) => None,
+            Self::Category(_) | Self::Routing(_) => None,
         }
     }
 }
@@ -170,6 +177,7 @@ fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array, Error
 enum KeyColumn {
     Text(ArrayRef),
     Category(ArrayRef),
+    Routing(ArrayRef),
 }
 
 impl KeyColumn {
@@ -185,6 +193,13 @@ impl KeyColumn {
                     Key::Category(
                         UsageCategory::from_code(a.value(row)).unwrap_or(UsageCategory::Other),
                     )
+                })
+            }
+            Self::Routing(a) => {
+                let a = a.as_primitive::<UInt8Type>();
+                // Every stored code is one of the three; in-region is the rule's default.
+                a.is_valid(row).then(|| {
+                    Key::Routing(Routing::from_code(a.value(row)).unwrap_or(Routing::InRegion))
                 })
             }
         }
@@ -210,6 +225,7 @@ fn read_rows(
             let c = column(batch, &out::dimension(i))?;
             Ok(match d {
                 Dimension::UsageCategory => KeyColumn::Category(cast(c, &DataType::UInt8)?),
+                Dimension::Routing => KeyColumn::Routing(cast(c, &DataType::UInt8)?),
                 _ => KeyColumn::Text(cast(c, &DataType::Utf8)?),
             })
         })

@@ -322,6 +322,10 @@ pub fn id_predicate(spec: &QuerySpec, dicts: &Dictionaries) -> Expr {
         let codes = f.usage_categories.iter().map(|u| lit(u.code())).collect();
         conditions.push(col(c::USAGE_CATEGORY).in_list(codes, false));
     }
+    if !f.routings.is_empty() {
+        let codes = f.routings.iter().map(|r| lit(r.code())).collect();
+        conditions.push(col(c::ROUTING).in_list(codes, false));
+    }
     if !f.tags.is_empty() {
         let sets = &dicts.tag_sets;
         conditions.push(any_id(
@@ -465,6 +469,7 @@ pub fn plan_with(
             Dimension::Account => c::ACCOUNT,
             Dimension::Region => c::REGION,
             Dimension::UsageCategory => c::USAGE_CATEGORY,
+            Dimension::Routing => c::ROUTING,
             Dimension::LineItemType => c::LINE_ITEM_TYPE,
             Dimension::Tag(_) => c::TAG_SET,
         };
@@ -520,7 +525,7 @@ pub fn plan_with(
             Dimension::Region => Some(values(LookupColumn::Regions)),
             Dimension::LineItemType => Some(values(LookupColumn::LineItemTypes)),
             Dimension::Tag(tag_key) => Some(values(LookupColumn::Tag(tag_key.clone()))),
-            Dimension::UsageCategory => None,
+            Dimension::UsageCategory | Dimension::Routing => None,
         };
         match values {
             Some(values) => {
@@ -533,7 +538,7 @@ pub fn plan_with(
                 )?;
                 resolved.push(col(value_name).alias(out::dimension(i)));
             }
-            // Categories are few and typed: their code is the key.
+            // Categories and routings are few and typed: their code is the key.
             None => resolved.push(col(key(i)).alias(out::dimension(i))),
         }
     }

@@ -2,7 +2,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::{auth::Scope, rules::usage::UsageCategory};
+use crate::{
+    auth::Scope,
+    rules::usage::{Routing, UsageCategory},
+};
 
 /// Which cost column is summed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,6 +72,8 @@ pub enum Dimension {
     Region,
     /// Usage category.
     UsageCategory,
+    /// Routing (in-region, cross-region geographic or global).
+    Routing,
     /// CUR line item type.
     LineItemType,
     /// The value of a tag key (exact).
@@ -113,6 +118,8 @@ pub struct Filter {
     pub line_item_types: Vec<String>,
     /// Usage categories.
     pub usage_categories: Vec<UsageCategory>,
+    /// Routings.
+    pub routings: Vec<Routing>,
     /// Tag restrictions, all of which must pass.
     pub tags: Vec<TagFilter>,
 }

@@ -13,7 +13,7 @@ use crate::{
     rules::{
         arn::{Principal, PrincipalKind, is_account_id},
         money,
-        usage::UsageCategory,
+        usage::{Routing, UsageCategory},
     },
 };
 
@@ -229,7 +229,7 @@ pub fn dimensions(
         let d: pb::Dimension = enum_value(
             field,
             *value,
-            "DIMENSION_PRINCIPAL, DIMENSION_MODEL, DIMENSION_ACCOUNT, DIMENSION_REGION, DIMENSION_USAGE_CATEGORY, DIMENSION_TAG, DIMENSION_LINE_ITEM_TYPE",
+            "DIMENSION_PRINCIPAL, DIMENSION_MODEL, DIMENSION_ACCOUNT, DIMENSION_REGION, DIMENSION_USAGE_CATEGORY, DIMENSION_TAG, DIMENSION_LINE_ITEM_TYPE, DIMENSION_ROUTING",
         )?;
         let dimension = match d {
             pb::Dimension::Unspecified => {
@@ -244,6 +244,7 @@ pub fn dimensions(
             pb::Dimension::Region => Dimension::Region,
             pb::Dimension::UsageCategory => Dimension::UsageCategory,
             pb::Dimension::LineItemType => Dimension::LineItemType,
+            pb::Dimension::Routing => Dimension::Routing,
             pb::Dimension::Tag => Dimension::Tag(tag_key(tag_key_field, tag)?),
         };
         if out.contains(&dimension) {
@@ -339,6 +340,15 @@ pub fn filter(filter: Option<&pb::Filter>) -> Result<Filter, Error> {
             ),
         ));
     }
+    if f.routings.len() > MAX_FILTER_VALUES {
+        return Err(Error::invalid(
+            "filter.routings",
+            format!(
+                "has {} values; at most {MAX_FILTER_VALUES}",
+                f.routings.len()
+            ),
+        ));
+    }
     if f.tags.len() > MAX_TAG_FILTERS {
         return Err(Error::invalid(
             "filter.tags",
@@ -368,6 +378,29 @@ pub fn filter(filter: Option<&pb::Filter>) -> Result<Filter, Error> {
                 })
         })
         .collect::<Result<_, _>>()?;
+    let routings = f
+        .routings
+        .iter()
+        .map(|v| {
+            let r: pb::Routing = enum_value(
+                "filter.routings",
+                *v,
+                "ROUTING_IN_REGION, ROUTING_CROSS_REGION_GEOGRAPHIC, ROUTING_CROSS_REGION_GLOBAL",
+            )?;
+            u8::try_from(*v)
+                .ok()
+                .and_then(Routing::from_code)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "filter.routings",
+                        format!(
+                            "{} cannot be filtered on; use ROUTING_IN_REGION, ROUTING_CROSS_REGION_GEOGRAPHIC or ROUTING_CROSS_REGION_GLOBAL",
+                            r.as_str_name()
+                        ),
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()?;
     let tags = f
         .tags
         .iter()
@@ -390,6 +423,7 @@ pub fn filter(filter: Option<&pb::Filter>) -> Result<Filter, Error> {
         regions: strings("filter.regions", &f.regions, name)?,
         line_item_types: strings("filter.line_item_types", &f.line_item_types, name)?,
         usage_categories,
+        routings,
         tags,
     })
 }
@@ -502,6 +536,12 @@ pub fn row(group: &GroupRow, spec: &QuerySpec) -> pb::Row {
                     _ => pb::UsageCategory::Other as i32,
                 };
             }
+            Dimension::Routing => {
+                row.routing = match key {
+                    Some(Key::Routing(r)) => i32::from(r.code()),
+                    _ => pb::Routing::InRegion as i32,
+                };
+            }
             Dimension::Tag(tag_key) => {
                 let tag = Some(pb::TagValue {
                     key: tag_key.clone(),
@@ -546,5 +586,53 @@ pub fn time(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.timestamp(),
         nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stored codes go on the wire as they are, so each must be its proto value.
+    #[test]
+    fn stored_codes_are_the_proto_values() {
+        for c in UsageCategory::ALL {
+            let wire = pb::UsageCategory::try_from(i32::from(c.code())).map(|w| w.as_str_name());
+            let want = format!("USAGE_CATEGORY_{}", c.name().to_ascii_uppercase());
+            assert_eq!(wire.ok(), Some(want.as_str()));
+        }
+        for r in Routing::ALL {
+            let wire = pb::Routing::try_from(i32::from(r.code())).map(|w| w.as_str_name());
+            let want = format!("ROUTING_{}", r.name().to_ascii_uppercase());
+            assert_eq!(wire.ok(), Some(want.as_str()));
+        }
+    }
+
+    #[test]
+    fn routing_filters() {
+        let with = |routings: Vec<i32>| {
+            filter(Some(&pb::Filter {
+                routings,
+                ..Default::default()
+            }))
+        };
+        let f = with(vec![
+            pb::Routing::CrossRegionGlobal.into(),
+            pb::Routing::InRegion.into(),
+        ]);
+        assert_eq!(
+            f.ok().map(|f| f.routings),
+            Some(vec![Routing::CrossRegionGlobal, Routing::InRegion])
+        );
+        for (bad, needle) in [
+            (0, "ROUTING_UNSPECIFIED cannot be filtered on"),
+            (4, "4 is not a known value"),
+        ] {
+            let message = with(vec![bad]).err().map(|e| e.to_string());
+            assert!(
+                message.as_deref().is_some_and(|m| m.contains(needle)),
+                "{message:?}"
+            );
+        }
     }
 }

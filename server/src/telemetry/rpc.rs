@@ -338,6 +338,7 @@ fn grouping(spec: &QuerySpec) -> String {
             Dimension::Account => "account".to_owned(),
             Dimension::Region => "region".to_owned(),
             Dimension::UsageCategory => "usage_category".to_owned(),
+            Dimension::Routing => "routing".to_owned(),
             Dimension::LineItemType => "line_item_type".to_owned(),
             Dimension::Tag(key) => format!("tag:{key}"),
         })

@@ -248,13 +248,14 @@ fn cases() -> Vec<(&'static str, Value, Rpc, G)> {
             spec(
                 MONTHS,
                 "monthly",
-                &["principal_role"],
+                &["principal_role", "routing"],
                 json!({"allocation": true}),
             ),
             Rpc::ByPrincipal(proto::CostByPrincipalRequest {
                 time_range: range(MONTHS.0, MONTHS.1),
                 grouping: G::Role.into(),
                 granularity: proto::Granularity::Monthly.into(),
+                also_group_by: vec![D::Routing.into()],
                 allocation: proto::Allocation::Proportional.into(),
                 ..Default::default()
             }),

@@ -8,7 +8,7 @@ use bedrock_attribution_server::{
         self, CostMetric, Dimension, Filter, Granularity, LayerChoice, PrincipalGrouping,
         QuerySpec, TagFilter, plan::layer_use,
     },
-    rules::usage::UsageCategory,
+    rules::usage::{Routing, UsageCategory},
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rand::{Rng, SeedableRng, rngs::SmallRng, seq::IndexedRandom};
@@ -75,8 +75,11 @@ async fn layered_answers_equal_a_plain_scan() {
     // Callers' scopes from a generator of their own, so that the other draws, and so the
     // cases, stay what they were.
     let mut scopes = SmallRng::seed_from_u64(8);
-    let (mut coarse, mut subtracted, mut compared) = (0, 0, 0);
-    for case in 0..160 {
+    // Routing groupings and filters likewise, in cases after the first 160.
+    let mut routings = SmallRng::seed_from_u64(10);
+    let (mut coarse, mut subtracted, mut compared, mut routed) = (0, 0, 0, 0);
+    for case in 0..220 {
+        let routing_case = case >= 160;
         let allocation = rng.random_ratio(1, 5);
         let (start, end) = if allocation || rng.random_ratio(1, 6) {
             let a = month(&mut rng);
@@ -144,6 +147,15 @@ async fn layered_answers_equal_a_plain_scan() {
         if rng.random_ratio(1, 8) {
             dims.clear();
         }
+        let (by_routing, routing_filter) = match routing_case.then(|| routings.random_range(0..3)) {
+            Some(0) => (true, false),
+            Some(1) => (false, true),
+            Some(_) => (true, true),
+            None => (false, false),
+        };
+        if by_routing {
+            dims.push(Dimension::Routing);
+        }
         let mut filter = Filter::default();
         if rng.random_ratio(1, 4) {
             let mut p = pick(&mut rng, &principals, 3);
@@ -160,6 +172,9 @@ async fn layered_answers_equal_a_plain_scan() {
         }
         if rng.random_ratio(1, 6) {
             filter.usage_categories = pick(&mut rng, &UsageCategory::ALL, 3);
+        }
+        if routing_filter {
+            filter.routings = pick(&mut routings, &Routing::ALL, 2);
         }
         if rng.random_ratio(1, 5) && !teams.is_empty() {
             filter.tags = vec![TagFilter {
@@ -219,8 +234,11 @@ async fn layered_answers_equal_a_plain_scan() {
         if used.subtracted > 0 && !fast.rows.is_empty() {
             subtracted += 1;
         }
+        if routing_case && !fast.rows.is_empty() {
+            routed += 1;
+        }
     }
-    assert!(compared >= 150, "{compared} cases compared");
+    assert!(compared >= 210, "{compared} cases compared");
     assert!(
         coarse >= 60,
         "only {coarse} cases read daily or monthly rows"
@@ -228,6 +246,10 @@ async fn layered_answers_equal_a_plain_scan() {
     assert!(
         subtracted >= 8,
         "only {subtracted} cases subtracted finer chunks"
+    );
+    assert!(
+        routed >= 25,
+        "only {routed} of the 60 routing cases answered rows"
     );
     server.stop().await;
 }

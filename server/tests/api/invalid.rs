@@ -125,6 +125,17 @@ async fn invalid_requests_are_rejected_with_actionable_messages() {
             },
             "12-digit",
         ),
+        (
+            proto::CostByPrincipalRequest {
+                time_range: ok_range,
+                filter: Some(proto::Filter {
+                    routings: vec![-1],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "filter.routings",
+        ),
     ];
     for (request, needle) in cases {
         let (code, message) =

@@ -187,6 +187,22 @@ async fn every_bad_field_is_named_in_bad_request_details() {
             "filter.usage_categories",
             "77 is not a known value",
         ),
+        (
+            with_filter(proto::Filter {
+                routings: vec![proto::Routing::CrossRegionGlobal.into(), 4],
+                ..Default::default()
+            }),
+            "filter.routings",
+            "4 is not a known value",
+        ),
+        (
+            with_filter(proto::Filter {
+                routings: vec![proto::Routing::Unspecified.into()],
+                ..Default::default()
+            }),
+            "filter.routings",
+            "ROUTING_UNSPECIFIED cannot be filtered on",
+        ),
     ];
     for (request, field, needle) in cases {
         let status = raw.cost_by_principal(request).await.unwrap_err();

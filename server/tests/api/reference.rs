@@ -48,6 +48,13 @@ const CATEGORY_NAMES: [&str; 11] = [
     "other",
 ];
 
+const ROUTING_NAMES: [&str; 4] = [
+    "",
+    "in_region",
+    "cross_region_geographic",
+    "cross_region_global",
+];
+
 /// The reference script's key names for a row's dimensions.
 pub(crate) fn key_of(row: &proto::Row, names: &[&str], grouping: G) -> Key {
     let mut key = Key::new();
@@ -77,6 +84,7 @@ pub(crate) fn key_of(row: &proto::Row, names: &[&str], grouping: G) -> Key {
             "account" => Some(row.account_id.clone()),
             "region" => Some(row.region.clone()),
             "usage_category" => Some(CATEGORY_NAMES[row.usage_category as usize].to_owned()),
+            "routing" => Some(ROUTING_NAMES[row.routing as usize].to_owned()),
             "line_item_type" => Some(row.line_item_type.clone()),
             other => panic!("unknown key {other}"),
         };
@@ -195,6 +203,13 @@ fn cases() -> Vec<Case> {
             proto::UsageCategory::ProvisionedThroughput.into(),
         ],
         payer_account_ids: vec!["111122223333".into()],
+        ..Default::default()
+    };
+    let routing_filter = proto::Filter {
+        routings: vec![
+            proto::Routing::CrossRegionGeographic.into(),
+            proto::Routing::CrossRegionGlobal.into(),
+        ],
         ..Default::default()
     };
     let principal_filter = proto::Filter {
@@ -379,6 +394,68 @@ fn cases() -> Vec<Case> {
             }),
         },
         Case {
+            id: "routing_all",
+            spec: spec(all, "unblended", "none", &["routing"], json!({})),
+            rpc: Rpc::Tokens(proto::TokenUsageRequest {
+                time_range: r(all),
+                group_by: vec![D::Routing.into()],
+                ..Default::default()
+            }),
+        },
+        Case {
+            id: "model_routing_monthly",
+            spec: spec(
+                all,
+                "unblended",
+                "monthly",
+                &["model", "routing"],
+                json!({}),
+            ),
+            rpc: Rpc::Tokens(proto::TokenUsageRequest {
+                time_range: r(all),
+                granularity: proto::Granularity::Monthly.into(),
+                group_by: vec![D::Model.into(), D::Routing.into()],
+                ..Default::default()
+            }),
+        },
+        Case {
+            id: "cross_region_by_role_daily",
+            spec: spec(
+                mid,
+                "net_unblended",
+                "daily",
+                &["principal_role", "usage_category"],
+                json!({"filter": {"routings": ["cross_region_geographic", "cross_region_global"]}}),
+            ),
+            rpc: Rpc::ByPrincipal(proto::CostByPrincipalRequest {
+                time_range: r(mid),
+                grouping: G::Role.into(),
+                cost_metric: proto::CostMetric::NetUnblended.into(),
+                granularity: proto::Granularity::Daily.into(),
+                also_group_by: vec![D::UsageCategory.into()],
+                filter: Some(routing_filter),
+                ..Default::default()
+            }),
+        },
+        Case {
+            id: "allocated_routing_monthly",
+            spec: spec(
+                months,
+                "unblended",
+                "monthly",
+                &["principal_account", "routing"],
+                json!({"allocation": true}),
+            ),
+            rpc: Rpc::ByPrincipal(proto::CostByPrincipalRequest {
+                time_range: r(months),
+                grouping: G::Account.into(),
+                granularity: proto::Granularity::Monthly.into(),
+                also_group_by: vec![D::Routing.into()],
+                allocation: proto::Allocation::Proportional.into(),
+                ..Default::default()
+            }),
+        },
+        Case {
             id: "allocated_role_monthly",
             spec: spec(
                 months,
@@ -523,6 +600,17 @@ async fn answers_equal_duckdb_on_the_same_files() {
             case.id
         );
         assert_same_rows(case.id, &ours, &theirs);
+        if case.id == "routing_all" {
+            let seen: std::collections::BTreeSet<_> = ours
+                .keys()
+                .filter_map(|k| k["routing"].as_deref())
+                .collect();
+            assert_eq!(
+                seen,
+                ROUTING_NAMES[1..].iter().copied().collect(),
+                "{seen:?}"
+            );
+        }
     }
     server.stop().await;
 }

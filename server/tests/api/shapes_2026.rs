@@ -47,7 +47,7 @@ fn spec(id: &str, group_by: &[&str]) -> Value {
 async fn shapes_seen_in_2026_equal_duckdb_and_the_generator() {
     let server = TestServer::start(&[small_export()]).await;
     let c = &server.client;
-    let cases: [(&str, &[D], &[&str]); 2] = [
+    let cases: [(&str, &[D], &[&str]); 3] = [
         (
             "shapes_by_model_category_region",
             &[D::Model, D::UsageCategory, D::Region],
@@ -57,6 +57,11 @@ async fn shapes_seen_in_2026_equal_duckdb_and_the_generator() {
             "shapes_by_principal",
             &[D::Principal, D::UsageCategory],
             &["principal_arn", "usage_category"],
+        ),
+        (
+            "shapes_by_model_routing",
+            &[D::Model, D::Routing],
+            &["model", "routing"],
         ),
     ];
     let expected = reference(
@@ -172,5 +177,35 @@ async fn shapes_seen_in_2026_equal_duckdb_and_the_generator() {
         assert_eq!(r.tokens, Some(proto::Tokens::default()));
         assert_eq!(exact(r.cost.as_ref().unwrap()), d("750"));
     }
+
+    // Routing, per (month, model): Sonnet 4.5 `-cross-region-geo` (its reserved capacity
+    // too), Opus 4.8 mantle `-global-standard`, Opus 4.6 one-hour cache writes in-region.
+    let mut got: BTreeMap<(String, String, i32), i64> = BTreeMap::new();
+    for r in &answers[2].rows {
+        let month = r.period_start.as_ref().map_or(0, |p| p.seconds);
+        let month = chrono::DateTime::from_timestamp(month, 0)
+            .unwrap()
+            .format("%Y-%m")
+            .to_string();
+        *got.entry((month, r.model.clone(), r.routing)).or_default() += r.line_items;
+    }
+    let geo = proto::Routing::CrossRegionGeographic as i32;
+    let global = proto::Routing::CrossRegionGlobal as i32;
+    let in_region = proto::Routing::InRegion as i32;
+    let mut want = BTreeMap::new();
+    for (i, month) in [(1, "2026-04"), (2, "2026-05"), (3, "2026-06")] {
+        let names = if i == 1 {
+            SHAPES_2026_MODELS[..3].to_vec()
+        } else {
+            SHAPES_2026_MODELS[3..].to_vec()
+        };
+        want.insert(
+            (month.to_owned(), names[0].to_owned(), geo),
+            8 + RESERVED_DAYS,
+        );
+        want.insert((month.to_owned(), names[1].to_owned(), global), 16);
+        want.insert((month.to_owned(), names[2].to_owned(), in_region), 8);
+    }
+    assert_eq!(got, want);
     server.stop().await;
 }
