@@ -5,6 +5,7 @@
 //! plan and orders the groups, and [`page`] cuts answers into pages with tokens bound to
 //! the request and the snapshot.
 
+pub mod anomalies;
 pub mod answer;
 pub mod cache;
 pub mod cancel;

@@ -4,6 +4,7 @@
 //! scanned are counted here, around the calls that decide them.
 
 pub mod admission;
+pub mod anomalies;
 pub mod convert;
 pub mod deadline;
 pub mod pool;
@@ -763,5 +764,12 @@ impl AttributionService for AttributionApi {
             periods_reused: snapshot.stats.reused as i64,
             periods_failed: snapshot.stats.failed as i64,
         }))
+    }
+
+    async fn spend_anomalies(
+        &self,
+        request: Request<pb::SpendAnomaliesRequest>,
+    ) -> Result<Response<pb::SpendAnomaliesResponse>, Status> {
+        self.find_anomalies(request).await
     }
 }

@@ -1,0 +1,466 @@
+//! Spend anomalies: days on which a group's spend departs from its own trailing
+//! baseline, and groups that start spending.
+//!
+//! The daily spend per group comes from one plan of the planner ([`series_spec`]: the
+//! examined range plus the baseline window before it, daily buckets, one dimension, the
+//! request's filter and the caller's scope). The window statistics are computed here, in
+//! Rust, over that series: a median and a median absolute deviation over a trailing
+//! window of zero-filled days is a sort of at most 90 values per examined day, which
+//! DataFusion's window functions cannot express exactly (its `median` is not exact on
+//! decimals and has no frame that zero-fills missing days), and the series is already
+//! as small as the answer can be (one row per group and day).
+//!
+//! Amounts stay exact: a median of an even number of days is the mean of the two middle
+//! ones (a half unit of 1e-10 at most) and the median absolute deviation around it a
+//! quarter unit, so window statistics are integers of a quarter of 1e-10 ([`Quarters`]).
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+
+use super::{
+    answer::{Answer, Key},
+    spec::{Granularity, QuerySpec},
+};
+use crate::error::Error;
+
+/// Microseconds in a day.
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// The consistency constant that makes the MAD estimate a normal distribution's
+/// standard deviation: `1 / Φ⁻¹(3/4)`.
+pub const MAD_SCALE: f64 = 1.4826;
+
+/// Baseline days when the request leaves them unset, and their bounds.
+pub const DEFAULT_BASELINE_DAYS: u32 = 14;
+/// Fewest baseline days: fewer make a median of one or two values.
+pub const MIN_BASELINE_DAYS: u32 = 3;
+/// Most baseline days: a quarter of a year.
+pub const MAX_BASELINE_DAYS: u32 = 90;
+
+/// An exact amount in quarters of a unit of 1e-10: medians and deviations of amounts
+/// in units of 1e-10 are exact in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Quarters(pub i128);
+
+impl Quarters {
+    /// An amount in units of 1e-10.
+    pub fn from_units(units: i128) -> Self {
+        Self(units * 4)
+    }
+
+    /// The exact decimal: ten places, or eleven or twelve when the amount falls between
+    /// two units of 1e-10.
+    pub fn to_decimal(self) -> Decimal {
+        // q / 4 * 1e-10 = q * 25 * 1e-12, exactly.
+        match Decimal::try_from_i128_with_scale(self.0 * 25, 12) {
+            Ok(d) => {
+                let mut d = d.normalize();
+                if d.scale() < 10 {
+                    d.rescale(10);
+                }
+                d
+            }
+            // Beyond 7.9e16 a day: no Bedrock bill comes near; rounded, not refused.
+            Err(_) => crate::rules::money::to_decimal(self.0 / 4),
+        }
+    }
+}
+
+/// When a day counts as an anomaly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thresholds {
+    /// Days before an examined day that form its baseline window.
+    pub baseline_days: u32,
+    /// Spend must be at least this many times the baseline (at least 1).
+    pub min_factor: Decimal,
+    /// The robust z-score must be at least this (at least 0).
+    pub min_robust_z: f64,
+    /// Spend must exceed the baseline by at least this, in units of 1e-10 (at least 0).
+    pub min_excess: i128,
+}
+
+/// Why a day is an anomaly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnomalyKind {
+    /// Spend departs from the group's baseline.
+    Spike,
+    /// No line items in the whole window before the day.
+    New,
+}
+
+/// One group's anomalous day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Anomaly {
+    /// The group's key (`None`: UNATTRIBUTED, UNTAGGED).
+    pub key: Option<Key>,
+    /// Currency of every amount.
+    pub currency: String,
+    /// The day, in days since the epoch.
+    pub day: i64,
+    /// Spike or new.
+    pub kind: AnomalyKind,
+    /// Spend on the day, in units of 1e-10.
+    pub observed: i128,
+    /// Line items of the day.
+    pub line_items: i64,
+    /// Median of the counted window days (zero for NEW).
+    pub baseline: Quarters,
+    /// Median absolute deviation from `baseline` over the same days.
+    pub mad: Quarters,
+    /// `(observed - baseline) / (MAD_SCALE * mad)`, infinite when `mad` is zero; `None`
+    /// for NEW.
+    pub robust_z: Option<f64>,
+    /// `observed / baseline` when the baseline is positive (not NEW).
+    pub factor: Option<f64>,
+    /// Window days counted (from the group's first day with line items in the window).
+    pub counted_days: u32,
+}
+
+impl Anomaly {
+    /// `observed - baseline`, exact.
+    pub fn excess(&self) -> Quarters {
+        Quarters(Quarters::from_units(self.observed).0 - self.baseline.0)
+    }
+}
+
+/// The spec of the daily series behind an anomaly request: `spec`'s range widened by
+/// the baseline window before it, in daily buckets. `spec` holds the one dimension,
+/// filter, metric and scope.
+pub fn series_spec(spec: &QuerySpec, baseline_days: u32) -> Result<QuerySpec, Error> {
+    let start = spec
+        .start
+        .checked_sub_signed(chrono::Duration::days(i64::from(baseline_days)))
+        .ok_or_else(|| {
+            Error::invalid(
+                "time_range.start",
+                "is too early to look back the baseline days before it",
+            )
+        })?;
+    Ok(QuerySpec {
+        start,
+        granularity: Granularity::Daily,
+        allocation: false,
+        ..spec.clone()
+    })
+}
+
+/// The day (since the epoch) of a time in µs.
+pub fn day_of(micros: i64) -> i64 {
+    micros.div_euclid(DAY_MICROS)
+}
+
+/// Daily spend and line items of one group, by day since the epoch.
+type Series = BTreeMap<i64, (i128, i64)>;
+
+/// The anomalies of the days `[first_day, end_day)` in a daily series (the answer of
+/// [`series_spec`]), ordered by excess descending, then group, currency and day.
+///
+/// Only days on which a group has line items are examined. Each examined day `d` is
+/// compared with the window `[d - baseline_days, d)`: counted from the group's first
+/// day with line items in it, days without line items count as zero spend. A group
+/// with no line items in the window is NEW on `d` when it spends more than zero and at
+/// least `min_excess`; otherwise `d` is a SPIKE when spend exceeds the median by more
+/// than zero and at least `min_excess`, is at least `min_factor` times the median, and
+/// its robust z-score is at least `min_robust_z`.
+pub async fn find(
+    series: &Answer,
+    first_day: i64,
+    end_day: i64,
+    thresholds: &Thresholds,
+) -> Vec<Anomaly> {
+    let mut groups: BTreeMap<(Option<Key>, String), Series> = BTreeMap::new();
+    for row in &series.rows {
+        let (Some(bucket), Some(key)) = (row.bucket, row.keys.first()) else {
+            continue;
+        };
+        let day = groups
+            .entry((key.clone(), row.currency.clone()))
+            .or_default()
+            .entry(day_of(bucket))
+            .or_default();
+        day.0 += row.cost;
+        day.1 += row.line_items;
+    }
+    let mut found = Vec::new();
+    for (i, ((key, currency), days)) in groups.iter().enumerate() {
+        if i % 256 == 255 {
+            // A point where a request past its deadline can be aborted.
+            tokio::task::yield_now().await;
+        }
+        for (&day, &(observed, line_items)) in days.range(first_day..end_day) {
+            if let Some((kind, stats)) = examine(days, day, observed, thresholds) {
+                found.push(Anomaly {
+                    key: key.clone(),
+                    currency: currency.clone(),
+                    day,
+                    kind,
+                    observed,
+                    line_items,
+                    baseline: stats.median,
+                    mad: stats.mad,
+                    robust_z: stats.robust_z,
+                    factor: stats.factor,
+                    counted_days: stats.counted,
+                });
+            }
+        }
+    }
+    found.sort_by(|a, b| {
+        b.excess()
+            .cmp(&a.excess())
+            .then_with(|| a.key.cmp(&b.key))
+            .then_with(|| a.currency.cmp(&b.currency))
+            .then_with(|| a.day.cmp(&b.day))
+    });
+    found
+}
+
+/// Window statistics of one examined day.
+#[derive(Debug, Default)]
+struct Stats {
+    median: Quarters,
+    mad: Quarters,
+    robust_z: Option<f64>,
+    factor: Option<f64>,
+    counted: u32,
+}
+
+/// Whether `day` (spending `observed`) is an anomaly of the group whose series is
+/// `days`, and its window statistics.
+fn examine(
+    days: &Series,
+    day: i64,
+    observed: i128,
+    t: &Thresholds,
+) -> Option<(AnomalyKind, Stats)> {
+    let window = days.range(day - i64::from(t.baseline_days)..day);
+    let Some((&first, _)) = window.clone().next() else {
+        let new = observed > 0 && observed >= t.min_excess;
+        return new.then(|| (AnomalyKind::New, Stats::default()));
+    };
+    // Zero-filled from the first day with line items in the window.
+    let mut values = vec![0i128; usize::try_from(day - first).unwrap_or(0)];
+    for (&d, &(cost, _)) in window {
+        if let Some(v) = usize::try_from(d - first)
+            .ok()
+            .and_then(|i| values.get_mut(i))
+        {
+            *v = cost;
+        }
+    }
+    let counted = u32::try_from(values.len()).unwrap_or(u32::MAX);
+    let (median, mad) = median_and_mad(&mut values);
+    let observed_q = Quarters::from_units(observed).0;
+    let excess = observed_q - median.0;
+    if excess <= 0 || excess < Quarters::from_units(t.min_excess).0 {
+        return None;
+    }
+    if !at_least_factor(observed_q, median.0, t.min_factor) {
+        return None;
+    }
+    let robust_z = if mad.0 == 0 {
+        f64::INFINITY
+    } else {
+        excess as f64 / (MAD_SCALE * mad.0 as f64)
+    };
+    if robust_z < t.min_robust_z {
+        return None;
+    }
+    Some((
+        AnomalyKind::Spike,
+        Stats {
+            median,
+            mad,
+            robust_z: Some(robust_z),
+            factor: (median.0 > 0).then(|| observed_q as f64 / median.0 as f64),
+            counted,
+        },
+    ))
+}
+
+/// `observed >= factor * median`, exactly (both in quarters): with `factor = m * 10^-s`,
+/// `observed * 10^s >= m * median`.
+fn at_least_factor(observed: i128, median: i128, factor: Decimal) -> bool {
+    let scale = 10i128.checked_pow(factor.scale());
+    let lhs = scale.and_then(|s| observed.checked_mul(s));
+    let rhs = factor.mantissa().checked_mul(median);
+    match (lhs, rhs) {
+        (Some(l), Some(r)) => l >= r,
+        // Past 1e26 units a day; compared approximately rather than refused.
+        _ => {
+            let f = f64::try_from(factor).unwrap_or(f64::MAX);
+            observed as f64 >= f * median as f64
+        }
+    }
+}
+
+/// The median of `values` (units of 1e-10) and their median absolute deviation from
+/// it, both exact in quarters; zero for no values.
+fn median_and_mad(values: &mut [i128]) -> (Quarters, Quarters) {
+    if values.is_empty() {
+        return (Quarters(0), Quarters(0));
+    }
+    for v in values.iter_mut() {
+        *v *= 4;
+    }
+    let median = middle(values);
+    for v in values.iter_mut() {
+        *v = (*v - median).abs();
+    }
+    (Quarters(median), Quarters(middle(values)))
+}
+
+/// The median of integers that are all even (quarters of whole units, or their
+/// deviations from such a median): the middle value, or the mean of the two middle
+/// ones, which is then exact.
+fn middle(values: &mut [i128]) -> i128 {
+    values.sort_unstable();
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::GroupRow;
+
+    const UNIT: i128 = 10_000_000_000;
+
+    fn thresholds() -> Thresholds {
+        Thresholds {
+            baseline_days: 14,
+            min_factor: Decimal::from(3),
+            min_robust_z: 3.5,
+            min_excess: UNIT,
+        }
+    }
+
+    /// A one-group series: `(day, whole currency units)`.
+    fn series(days: &[(i64, i128)]) -> Answer {
+        Answer {
+            rows: days
+                .iter()
+                .map(|&(day, cost)| GroupRow {
+                    currency: "USD".into(),
+                    bucket: Some(day * DAY_MICROS),
+                    keys: vec![Some(Key::Text("alice".into()))],
+                    cost: cost * UNIT,
+                    allocated: 0,
+                    tokens: Default::default(),
+                    line_items: 1,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn run(series: &Answer, first: i64, end: i64, t: &Thresholds) -> Vec<Anomaly> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map(|rt| rt.block_on(find(series, first, end, t)))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn median_and_mad_are_exact() {
+        // 1, 2 units: median 1.5 units (6 quarters); deviations 0.5, 0.5 -> MAD 2 quarters.
+        assert_eq!(median_and_mad(&mut [1, 2]), (Quarters(6), Quarters(2)));
+        // 0, 1, 1, 4: median 1; deviations 1, 0, 0, 3 -> 0, 0, 1, 3 -> MAD 0.5 (2 quarters).
+        assert_eq!(median_and_mad(&mut [0, 1, 1, 4]), (Quarters(4), Quarters(2)));
+        // 0, 1, 2, 2: median 1.5; deviations 1.5, 0.5, 0.5, 0.5 -> MAD 0.5.
+        assert_eq!(median_and_mad(&mut [2, 0, 2, 1]), (Quarters(6), Quarters(2)));
+        // 0, 0, 1, 2: median 0.5; deviations 0.5, 0.5, 0.5, 1.5 -> MAD 0.5.
+        assert_eq!(median_and_mad(&mut [0, 0, 1, 2]), (Quarters(2), Quarters(2)));
+        // 0, 1, 3, 6: median 2; deviations 2, 1, 1, 4 -> MAD 1.5 (6 quarters).
+        assert_eq!(median_and_mad(&mut [6, 3, 1, 0]), (Quarters(8), Quarters(6)));
+        assert_eq!(median_and_mad(&mut []), (Quarters(0), Quarters(0)));
+        // 0, 3: median 1.5; deviations 1.5, 1.5 -> MAD 1.5: 0.25 steps need two more places.
+        assert_eq!(median_and_mad(&mut [0, 3]), (Quarters(6), Quarters(6)));
+        assert_eq!(Quarters(6).to_decimal().to_string(), "0.00000000015");
+        assert_eq!(Quarters(5).to_decimal().to_string(), "0.000000000125");
+        assert_eq!(Quarters(-2).to_decimal().to_string(), "-0.00000000005");
+        assert_eq!(
+            Quarters(4 * UNIT).to_decimal().to_string(),
+            "1.0000000000"
+        );
+    }
+
+    #[test]
+    fn factor_is_compared_exactly() {
+        let f = |s: &str| s.parse::<Decimal>().unwrap_or_default();
+        assert!(at_least_factor(300, 100, f("3")));
+        assert!(!at_least_factor(299, 100, f("3")));
+        assert!(at_least_factor(251, 100, f("2.51")));
+        assert!(!at_least_factor(250, 100, f("2.500001")));
+        // A non-positive median is exceeded by any spend above it.
+        assert!(at_least_factor(1, 0, f("3")));
+        assert!(at_least_factor(-1, -8, f("3")));
+    }
+
+    #[test]
+    fn a_tenfold_day_is_a_spike_and_a_steady_series_is_not() {
+        let mut days: Vec<(i64, i128)> = (0..28i64).map(|d| (d, 10 + i128::from(d % 3))).collect();
+        days[20].1 = 110;
+        let found = run(&series(&days), 14, 28, &thresholds());
+        assert_eq!(found.len(), 1, "{found:?}");
+        let a = &found[0];
+        assert_eq!((a.day, a.kind, a.counted_days), (20, AnomalyKind::Spike, 14));
+        // Window days 6..20: values 10, 11, 12 repeating; five 10s, five 11s, four 12s
+        // -> sorted middle pair 11, 11; deviations: five 1s, five 0s, four 1s -> MAD 1.
+        assert_eq!(a.baseline, Quarters::from_units(11 * UNIT));
+        assert_eq!(a.mad, Quarters::from_units(UNIT));
+        assert_eq!(a.excess(), Quarters::from_units(99 * UNIT));
+        let z = a.robust_z.unwrap_or_default();
+        assert!((z - 99.0 / MAD_SCALE).abs() < 1e-12 * z, "{z}");
+        assert_eq!(a.factor, Some(10.0));
+    }
+
+    #[test]
+    fn new_groups_short_windows_and_zero_days() {
+        // Spends 50 on day 20 only: new (nothing in days 6..20).
+        let found = run(&series(&[(3, 7), (20, 50)]), 14, 28, &thresholds());
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].kind, found[0].day), (AnomalyKind::New, 20));
+        assert_eq!(found[0].excess(), Quarters::from_units(50 * UNIT));
+        assert_eq!((found[0].robust_z, found[0].factor), (None, None));
+        // Spent 7 on day 10, nothing since: window of day 20 counts days 10..20, nine
+        // zeros and the 7: median 0, MAD 0 -> infinite z, no factor.
+        let found = run(&series(&[(10, 7), (20, 50)]), 14, 28, &thresholds());
+        assert_eq!(found.len(), 1);
+        let a = &found[0];
+        assert_eq!((a.kind, a.counted_days), (AnomalyKind::Spike, 10));
+        assert_eq!((a.baseline, a.mad), (Quarters(0), Quarters(0)));
+        assert_eq!((a.robust_z, a.factor), (Some(f64::INFINITY), None));
+        // Below min_excess: neither new nor spike.
+        let t = Thresholds {
+            min_excess: 51 * UNIT,
+            ..thresholds()
+        };
+        assert!(run(&series(&[(10, 7), (20, 50)]), 14, 28, &t).is_empty());
+        assert!(run(&series(&[(20, 50)]), 14, 28, &t).is_empty());
+        // Days outside [first, end) are not examined.
+        assert!(run(&series(&[(20, 50)]), 21, 28, &thresholds()).is_empty());
+    }
+
+    #[test]
+    fn ordered_by_excess_then_group_then_day() {
+        let mut s = series(&[(1, 5), (2, 5), (8, 20)]);
+        let mut other = series(&[(2, 20), (5, 20)]);
+        for r in &mut other.rows {
+            r.keys = vec![None];
+        }
+        s.rows.extend(other.rows);
+        let found = run(&s, 0, 10, &thresholds());
+        let order: Vec<_> = found.iter().map(|a| (a.key.is_some(), a.day)).collect();
+        // Excess 20: the None group new on day 2 and spiking on day 5 (window 20, 0, 0:
+        // median 0), then alice on day 8 (window 5, 5, 0, 0, 0, 0, 0: median 0): ties
+        // by group (None first), then day. Then alice new on day 1 with 5; her day 2
+        // (5 against a median of 5) is not above its baseline.
+        assert_eq!(order, [(false, 2), (false, 5), (true, 8), (true, 1)]);
+    }
+}
