@@ -403,6 +403,24 @@ impl Client {
         self.answer(result)
     }
 
+    /// Days whose spend departs from its trailing baseline, and new spenders (one page).
+    pub async fn spend_anomalies(
+        &self,
+        request: proto::SpendAnomaliesRequest,
+    ) -> Result<proto::SpendAnomaliesResponse, Error> {
+        let result = self.raw().spend_anomalies(self.request(request)).await;
+        self.answer(result)
+    }
+
+    /// [`Client::spend_anomalies`] over every page: the first response, holding the
+    /// anomalies of all pages and an empty `next_page_token`.
+    pub async fn spend_anomalies_all(
+        &self,
+        request: proto::SpendAnomaliesRequest,
+    ) -> Result<proto::SpendAnomaliesResponse, Error> {
+        collect_pages(request, |r| self.spend_anomalies(r)).await
+    }
+
     /// [`Client::cost_by_principal`] over every page, starting at `request.page_token`.
     pub async fn cost_by_principal_all(
         &self,

@@ -1,6 +1,6 @@
 //! Following `next_page_token` to the end.
 //!
-//! Six RPCs page their answers the same way; [`Paged`] names the few fields that
+//! Seven RPCs page their answers the same way; [`Paged`] names the few fields that
 //! differ so one loop ([`collect_pages`]) serves them all. The three grouped queries
 //! share a shape, collected into [`AllRows`].
 
@@ -77,6 +77,7 @@ paged! {
     proto::ListPrincipalsRequest => proto::ListPrincipalsResponse, principals, proto::PrincipalSummary;
     proto::ListTagKeysRequest => proto::ListTagKeysResponse, tag_keys, proto::TagKeySummary;
     proto::ListModelsRequest => proto::ListModelsResponse, models, proto::ModelSummary;
+    proto::SpendAnomaliesRequest => proto::SpendAnomaliesResponse, anomalies, proto::SpendAnomaly;
 }
 
 /// Calls `call` for the first page and for every `next_page_token` after it, and

@@ -4,6 +4,7 @@
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
 
 mod allocation;
+mod anomalies;
 mod auth;
 mod cache;
 mod chargeback;

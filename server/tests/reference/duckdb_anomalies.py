@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Independent reference for SpendAnomalies, in plain DuckDB SQL.
+
+The daily spend per group comes from duckdb_reference.py (the data contract's rules,
+filters and scope as SQL, grouped by day and one dimension) over the examined range and
+the baseline window before it; the window statistics are SQL below: for each day on
+which a group has line items, the window's days from the group's first day with line
+items in it, zero-filled, their median (the mean of the two middle values for an even
+count) and the median absolute deviation around it, all exact in HUGEINT quarters of
+1e-10; then the README's rules for SPIKE and NEW.
+
+Usage:
+    python3 duckdb_anomalies.py ROOT [ROOT ...] < queries.json > anomalies.json
+
+Each query: {"id", "start", "end" (whole UTC days, RFC 3339), "dimension" (a group_by
+name of duckdb_reference.py: principal_arn, principal_role, principal_account, tag,
+model), "tag_key", "metric", "filter", "scope", "baseline_days", "min_factor",
+"min_robust_z", "min_excess"}. Answers: {"results": {id: [anomaly, ...]}} in the
+service's order; amounts are decimal strings, robust_z and factor strings of doubles
+("inf" for an infinite z) or null.
+"""
+
+import datetime
+import json
+import os
+import sys
+from decimal import Decimal
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import duckdb_reference as ref  # noqa: E402
+
+ANOMALIES_SQL = r"""
+WITH s AS (
+    SELECT currency, grp, day, n,
+           CAST(CAST(cost AS DECIMAL(38,10)) * 10000000000 AS HUGEINT) AS u
+    FROM series
+), examined AS (
+    SELECT e.*,
+           (SELECT min(w.day) FROM s w
+             WHERE w.currency = e.currency AND w.grp IS NOT DISTINCT FROM e.grp
+               AND w.day >= e.day - CAST($b AS INTEGER) AND w.day < e.day)                     AS first_day
+    FROM s e
+    WHERE e.day >= $first AND e.day < $end
+), filled AS (
+    -- the window's days from the group's first day with line items, zero-filled
+    SELECT x.currency, x.grp, x.day, list_sort(list(coalesce(w.u, 0))) AS v
+    FROM examined x
+    JOIN range(1, $b + 1) k(k) ON x.day - CAST(k.k AS INTEGER) >= x.first_day
+    LEFT JOIN s w ON w.currency = x.currency AND w.grp IS NOT DISTINCT FROM x.grp
+                 AND w.day = x.day - CAST(k.k AS INTEGER)
+    GROUP BY x.currency, x.grp, x.day
+), med AS (
+    SELECT *, len(v) AS cnt,
+           CASE WHEN len(v) % 2 = 1 THEN 4 * v[(len(v) + 1) // 2]
+                ELSE 2 * (v[len(v) // 2] + v[len(v) // 2 + 1]) END            AS med_q
+    FROM filled
+), dev AS (
+    SELECT *, list_sort(list_transform(v, lambda x: abs(4 * x - med_q)))    AS d
+    FROM med
+), stats AS (
+    SELECT currency, grp, day, cnt, med_q,
+           CASE WHEN cnt % 2 = 1 THEN d[(cnt + 1) // 2]
+                ELSE (d[cnt // 2] + d[cnt // 2 + 1]) // 2 END                 AS mad_q
+    FROM dev
+), scored AS (
+    SELECT x.currency, x.grp, x.day, x.u, x.n,
+           x.first_day IS NULL                                                 AS is_new,
+           coalesce(t.cnt, 0)                                                  AS cnt,
+           coalesce(t.med_q, 0)                                                AS med_q,
+           coalesce(t.mad_q, 0)                                                AS mad_q,
+           4 * x.u - coalesce(t.med_q, 0)                                      AS excess_q,
+           CASE WHEN x.first_day IS NULL THEN NULL
+                WHEN t.mad_q = 0 THEN CAST('inf' AS DOUBLE)
+                ELSE CAST(4 * x.u - t.med_q AS DOUBLE) / (1.4826 * CAST(t.mad_q AS DOUBLE))
+           END                                                                 AS z,
+           CASE WHEN x.first_day IS NOT NULL AND t.med_q > 0
+                THEN CAST(4 * x.u AS DOUBLE) / CAST(t.med_q AS DOUBLE) END     AS factor
+    FROM examined x
+    LEFT JOIN stats t ON t.currency = x.currency AND t.grp IS NOT DISTINCT FROM x.grp
+                     AND t.day = x.day
+)
+SELECT currency, grp, strftime(day, '%Y-%m-%d'), is_new, CAST(u AS VARCHAR), n,
+       CAST(med_q AS VARCHAR), CAST(mad_q AS VARCHAR), CAST(excess_q AS VARCHAR), z, factor, cnt
+FROM scored
+WHERE (is_new AND u > 0 AND u >= CAST($min_excess AS HUGEINT))
+   OR (NOT is_new AND excess_q > 0 AND excess_q >= 4 * CAST($min_excess AS HUGEINT)
+       AND 4 * CAST($f_den AS HUGEINT) * u >= CAST($f_num AS HUGEINT) * med_q
+       AND z >= CAST($min_z AS DOUBLE))
+ORDER BY excess_q DESC, grp NULLS FIRST, currency, day
+"""
+
+
+def _day(text):
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).date()
+
+
+def _units(text):
+    """Units of 1e-10 of a decimal string (exact)."""
+    return int(Decimal(text).scaleb(10))
+
+
+def _quarters(text):
+    """A HUGEINT count of quarters of 1e-10 as an exact decimal string."""
+    return format(Decimal(int(text)) / 4 * Decimal(1).scaleb(-10), "f")
+
+
+def anomalies(con, q):
+    b = int(q.get("baseline_days") or 14)
+    first, end = _day(q["start"]), _day(q["end"])
+    series_start = first - datetime.timedelta(days=b)
+    spec = {
+        "start": series_start.isoformat() + "T00:00:00Z",
+        "end": q["end"],
+        "metric": q.get("metric", "unblended"),
+        "granularity": "daily",
+        "group_by": [q["dimension"]],
+        "filter": q.get("filter") or {},
+        "scope": q.get("scope") or {},
+    }
+    if q.get("tag_key") is not None:
+        spec["tag_key"] = q["tag_key"]
+    rows = ref.run_query(con, spec)
+    con.execute("CREATE OR REPLACE TEMP TABLE series (currency VARCHAR, grp VARCHAR, day DATE, cost VARCHAR, n BIGINT)")
+    if rows:
+        con.executemany(
+            "INSERT INTO series VALUES (?, ?, CAST(CAST(? AS TIMESTAMP) AS DATE), ?, ?)",
+            [
+                (r["keys"]["currency"], r["keys"][q["dimension"]], r["keys"]["period_start"].replace("Z", ""),
+                 r["cost"], r["line_items"])
+                for r in rows
+            ],
+        )
+    num, den = Decimal(str(q.get("min_factor") or "3")).as_integer_ratio()
+    params = {
+        "b": b,
+        "first": first,
+        "end": end,
+        "min_excess": _units(str(q.get("min_excess") or "1")),
+        "f_num": num,
+        "f_den": den,
+        "min_z": float(q["min_robust_z"]) if q.get("min_robust_z") is not None else 3.5,
+    }
+    out = []
+    for r in con.execute(ANOMALIES_SQL, params).fetchall():
+        currency, grp, day, is_new, u, n, med_q, mad_q, excess_q, z, factor, cnt = r
+        out.append(
+            {
+                "currency": currency,
+                "group": grp,
+                "day": day,
+                "kind": "new" if is_new else "spike",
+                "observed": format(Decimal(int(u)).scaleb(-10), "f"),
+                "line_items": int(n),
+                "baseline": _quarters(med_q),
+                "mad": _quarters(mad_q),
+                "excess": _quarters(excess_q),
+                "robust_z": None if z is None else repr(float(z)),
+                "factor": None if factor is None else repr(float(factor)),
+                "counted_days": int(cnt),
+            }
+        )
+    return out
+
+
+def main(argv):
+    roots = argv[1:]
+    if not roots:
+        print(__doc__, file=sys.stderr)
+        return 2
+    queries = json.load(sys.stdin)["queries"]
+    con = ref.build(roots)
+    results = {q["id"]: anomalies(con, q) for q in queries}
+    json.dump({"results": results}, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
