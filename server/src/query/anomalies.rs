@@ -10,9 +10,12 @@
 //! decimals and has no frame that zero-fills missing days), and the series is already
 //! as small as the answer can be (one row per group and day).
 //!
-//! Amounts stay exact: a median of an even number of days is the mean of the two middle
-//! ones (a half unit of 1e-10 at most) and the median absolute deviation around it a
-//! quarter unit, so window statistics are integers of a quarter of 1e-10 ([`Quarters`]).
+//! Amounts are integers of 1e-10, the data's scale. A median of an even number of days
+//! is the mean of the two middle ones, which can fall on half of 1e-10, and the median
+//! absolute deviation on a quarter: both are computed exactly and then rounded
+//! half-even to ten places (what `Money` carries). Every test is made on those reported
+//! values, so that an answer can be checked from what it shows: `excess = observed -
+//! baseline` exactly, `factor = observed / baseline`, `z = excess / (1.4826 * MAD)`.
 
 use std::collections::BTreeMap;
 
@@ -38,32 +41,13 @@ pub const MIN_BASELINE_DAYS: u32 = 3;
 /// Most baseline days: a quarter of a year.
 pub const MAX_BASELINE_DAYS: u32 = 90;
 
-/// An exact amount in quarters of a unit of 1e-10: medians and deviations of amounts
-/// in units of 1e-10 are exact in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Quarters(pub i128);
-
-impl Quarters {
-    /// An amount in units of 1e-10.
-    pub fn from_units(units: i128) -> Self {
-        Self(units * 4)
-    }
-
-    /// The exact decimal: ten places, or eleven or twelve when the amount falls between
-    /// two units of 1e-10.
-    pub fn to_decimal(self) -> Decimal {
-        // q / 4 * 1e-10 = q * 25 * 1e-12, exactly.
-        match Decimal::try_from_i128_with_scale(self.0 * 25, 12) {
-            Ok(d) => {
-                let mut d = d.normalize();
-                if d.scale() < 10 {
-                    d.rescale(10);
-                }
-                d
-            }
-            // Beyond 7.9e16 a day: no Bedrock bill comes near; rounded, not refused.
-            Err(_) => crate::rules::money::to_decimal(self.0 / 4),
-        }
+/// An amount in quarters of 1e-10 rounded half-even to units of 1e-10.
+fn round_quarters(q: i128) -> i128 {
+    let (units, rest) = (q.div_euclid(4), q.rem_euclid(4));
+    if rest > 2 || (rest == 2 && units % 2 != 0) {
+        units + 1
+    } else {
+        units
     }
 }
 
@@ -104,10 +88,11 @@ pub struct Anomaly {
     pub observed: i128,
     /// Line items of the day.
     pub line_items: i64,
-    /// Median of the counted window days (zero for NEW).
-    pub baseline: Quarters,
-    /// Median absolute deviation from `baseline` over the same days.
-    pub mad: Quarters,
+    /// Median of the counted window days, half-even to units of 1e-10 (zero for NEW).
+    pub baseline: i128,
+    /// Median absolute deviation from the median over the same days, half-even to
+    /// units of 1e-10.
+    pub mad: i128,
     /// `(observed - baseline) / (MAD_SCALE * mad)`, infinite when `mad` is zero; `None`
     /// for NEW.
     pub robust_z: Option<f64>,
@@ -118,9 +103,9 @@ pub struct Anomaly {
 }
 
 impl Anomaly {
-    /// `observed - baseline`, exact.
-    pub fn excess(&self) -> Quarters {
-        Quarters(Quarters::from_units(self.observed).0 - self.baseline.0)
+    /// `observed - baseline`, in units of 1e-10.
+    pub fn excess(&self) -> i128 {
+        self.observed - self.baseline
     }
 }
 
@@ -160,9 +145,10 @@ type Series = BTreeMap<i64, (i128, i64)>;
 /// compared with the window `[d - baseline_days, d)`: counted from the group's first
 /// day with line items in it, days without line items count as zero spend. A group
 /// with no line items in the window is NEW on `d` when it spends more than zero and at
-/// least `min_excess`; otherwise `d` is a SPIKE when spend exceeds the median by more
-/// than zero and at least `min_excess`, is at least `min_factor` times the median, and
-/// its robust z-score is at least `min_robust_z`.
+/// least `min_excess`; otherwise `d` is a SPIKE when spend exceeds the baseline (the
+/// window's median, to ten places) by more than zero and at least `min_excess`, is at
+/// least `min_factor` times the baseline, and its robust z-score is at least
+/// `min_robust_z`.
 pub async fn find(
     series: &Answer,
     first_day: i64,
@@ -219,8 +205,8 @@ pub async fn find(
 /// Window statistics of one examined day.
 #[derive(Debug, Default)]
 struct Stats {
-    median: Quarters,
-    mad: Quarters,
+    median: i128,
+    mad: i128,
     robust_z: Option<f64>,
     factor: Option<f64>,
     counted: u32,
@@ -251,18 +237,18 @@ fn examine(
     }
     let counted = u32::try_from(values.len()).unwrap_or(u32::MAX);
     let (median, mad) = median_and_mad(&mut values);
-    let observed_q = Quarters::from_units(observed).0;
-    let excess = observed_q - median.0;
-    if excess <= 0 || excess < Quarters::from_units(t.min_excess).0 {
+    let (median, mad) = (round_quarters(median), round_quarters(mad));
+    let excess = observed - median;
+    if excess <= 0 || excess < t.min_excess {
         return None;
     }
-    if !at_least_factor(observed_q, median.0, t.min_factor) {
+    if !at_least_factor(observed, median, t.min_factor) {
         return None;
     }
-    let robust_z = if mad.0 == 0 {
+    let robust_z = if mad == 0 {
         f64::INFINITY
     } else {
-        excess as f64 / (MAD_SCALE * mad.0 as f64)
+        excess as f64 / (MAD_SCALE * mad as f64)
     };
     if robust_z < t.min_robust_z {
         return None;
@@ -273,13 +259,13 @@ fn examine(
             median,
             mad,
             robust_z: Some(robust_z),
-            factor: (median.0 > 0).then(|| observed_q as f64 / median.0 as f64),
+            factor: (median > 0).then(|| observed as f64 / median as f64),
             counted,
         },
     ))
 }
 
-/// `observed >= factor * median`, exactly (both in quarters): with `factor = m * 10^-s`,
+/// `observed >= factor * median`, exactly: with `factor = m * 10^-s`,
 /// `observed * 10^s >= m * median`.
 fn at_least_factor(observed: i128, median: i128, factor: Decimal) -> bool {
     let scale = 10i128.checked_pow(factor.scale());
@@ -296,10 +282,10 @@ fn at_least_factor(observed: i128, median: i128, factor: Decimal) -> bool {
 }
 
 /// The median of `values` (units of 1e-10) and their median absolute deviation from
-/// it, both exact in quarters; zero for no values.
-fn median_and_mad(values: &mut [i128]) -> (Quarters, Quarters) {
+/// it, both exact in quarters of 1e-10; zero for no values.
+fn median_and_mad(values: &mut [i128]) -> (i128, i128) {
     if values.is_empty() {
-        return (Quarters(0), Quarters(0));
+        return (0, 0);
     }
     for v in values.iter_mut() {
         *v *= 4;
@@ -308,7 +294,7 @@ fn median_and_mad(values: &mut [i128]) -> (Quarters, Quarters) {
     for v in values.iter_mut() {
         *v = (*v - median).abs();
     }
-    (Quarters(median), Quarters(middle(values)))
+    (median, middle(values))
 }
 
 /// The median of integers that are all even (quarters of whole units, or their
@@ -367,27 +353,25 @@ mod tests {
     }
 
     #[test]
-    fn median_and_mad_are_exact() {
+    fn median_and_mad_are_exact_then_half_even() {
         // 1, 2 units: median 1.5 units (6 quarters); deviations 0.5, 0.5 -> MAD 2 quarters.
-        assert_eq!(median_and_mad(&mut [1, 2]), (Quarters(6), Quarters(2)));
+        assert_eq!(median_and_mad(&mut [1, 2]), (6, 2));
         // 0, 1, 1, 4: median 1; deviations 1, 0, 0, 3 -> 0, 0, 1, 3 -> MAD 0.5 (2 quarters).
-        assert_eq!(median_and_mad(&mut [0, 1, 1, 4]), (Quarters(4), Quarters(2)));
+        assert_eq!(median_and_mad(&mut [0, 1, 1, 4]), (4, 2));
         // 0, 1, 2, 2: median 1.5; deviations 1.5, 0.5, 0.5, 0.5 -> MAD 0.5.
-        assert_eq!(median_and_mad(&mut [2, 0, 2, 1]), (Quarters(6), Quarters(2)));
+        assert_eq!(median_and_mad(&mut [2, 0, 2, 1]), (6, 2));
         // 0, 0, 1, 2: median 0.5; deviations 0.5, 0.5, 0.5, 1.5 -> MAD 0.5.
-        assert_eq!(median_and_mad(&mut [0, 0, 1, 2]), (Quarters(2), Quarters(2)));
+        assert_eq!(median_and_mad(&mut [0, 0, 1, 2]), (2, 2));
         // 0, 1, 3, 6: median 2; deviations 2, 1, 1, 4 -> MAD 1.5 (6 quarters).
-        assert_eq!(median_and_mad(&mut [6, 3, 1, 0]), (Quarters(8), Quarters(6)));
-        assert_eq!(median_and_mad(&mut []), (Quarters(0), Quarters(0)));
-        // 0, 3: median 1.5; deviations 1.5, 1.5 -> MAD 1.5: 0.25 steps need two more places.
-        assert_eq!(median_and_mad(&mut [0, 3]), (Quarters(6), Quarters(6)));
-        assert_eq!(Quarters(6).to_decimal().to_string(), "0.00000000015");
-        assert_eq!(Quarters(5).to_decimal().to_string(), "0.000000000125");
-        assert_eq!(Quarters(-2).to_decimal().to_string(), "-0.00000000005");
-        assert_eq!(
-            Quarters(4 * UNIT).to_decimal().to_string(),
-            "1.0000000000"
-        );
+        assert_eq!(median_and_mad(&mut [6, 3, 1, 0]), (8, 6));
+        assert_eq!(median_and_mad(&mut []), (0, 0));
+        // Half-even to units: 1.5 -> 2, 0.5 -> 0, 2.5 -> 2, 1.25 -> 1, 1.75 -> 2, -0.5 -> 0,
+        // -1.5 -> -2.
+        let rounded: Vec<i128> = [6, 2, 10, 5, 7, -2, -6, 8]
+            .into_iter()
+            .map(round_quarters)
+            .collect();
+        assert_eq!(rounded, [2, 0, 2, 1, 2, 0, -2, 2]);
     }
 
     #[test]
@@ -412,9 +396,7 @@ mod tests {
         assert_eq!((a.day, a.kind, a.counted_days), (20, AnomalyKind::Spike, 14));
         // Window days 6..20: values 10, 11, 12 repeating; five 10s, five 11s, four 12s
         // -> sorted middle pair 11, 11; deviations: five 1s, five 0s, four 1s -> MAD 1.
-        assert_eq!(a.baseline, Quarters::from_units(11 * UNIT));
-        assert_eq!(a.mad, Quarters::from_units(UNIT));
-        assert_eq!(a.excess(), Quarters::from_units(99 * UNIT));
+        assert_eq!((a.baseline, a.mad, a.excess()), (11 * UNIT, UNIT, 99 * UNIT));
         let z = a.robust_z.unwrap_or_default();
         assert!((z - 99.0 / MAD_SCALE).abs() < 1e-12 * z, "{z}");
         assert_eq!(a.factor, Some(10.0));
@@ -426,7 +408,7 @@ mod tests {
         let found = run(&series(&[(3, 7), (20, 50)]), 14, 28, &thresholds());
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].kind, found[0].day), (AnomalyKind::New, 20));
-        assert_eq!(found[0].excess(), Quarters::from_units(50 * UNIT));
+        assert_eq!(found[0].excess(), 50 * UNIT);
         assert_eq!((found[0].robust_z, found[0].factor), (None, None));
         // Spent 7 on day 10, nothing since: window of day 20 counts days 10..20, nine
         // zeros and the 7: median 0, MAD 0 -> infinite z, no factor.
@@ -434,7 +416,7 @@ mod tests {
         assert_eq!(found.len(), 1);
         let a = &found[0];
         assert_eq!((a.kind, a.counted_days), (AnomalyKind::Spike, 10));
-        assert_eq!((a.baseline, a.mad), (Quarters(0), Quarters(0)));
+        assert_eq!((a.baseline, a.mad), (0, 0));
         assert_eq!((a.robust_z, a.factor), (Some(f64::INFINITY), None));
         // Below min_excess: neither new nor spike.
         let t = Thresholds {

@@ -4,7 +4,7 @@
 //! the page converted back.
 
 use bedrock_attribution::v1 as pb;
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use tonic::{Request, Response, Status};
 
 use super::{AttributionApi, admission, convert, deadline, fingerprint, notes};
@@ -15,7 +15,7 @@ use crate::{
         Dimension, Key,
         anomalies::{
             self, Anomaly, AnomalyKind, DEFAULT_BASELINE_DAYS, MAX_BASELINE_DAYS,
-            MIN_BASELINE_DAYS, Quarters, Thresholds,
+            MIN_BASELINE_DAYS, Thresholds,
         },
         page,
     },
@@ -249,21 +249,6 @@ fn partial_day_note(snapshot: &Snapshot, first: i64, end: i64) -> Option<String>
     })
 }
 
-/// An exact amount in quarters of 1e-10 as `Money`: `exact` carries every place the
-/// amount needs, `units`/`nanos` round it half-even.
-fn quarter_money(currency: &str, amount: Quarters) -> pb::Money {
-    let exact = amount.to_decimal();
-    let mut nanos = exact.round_dp_with_strategy(9, RoundingStrategy::MidpointNearestEven);
-    nanos.rescale(9);
-    let total = nanos.mantissa();
-    pb::Money {
-        currency_code: currency.to_owned(),
-        units: (total / 1_000_000_000) as i64,
-        nanos: (total % 1_000_000_000) as i32,
-        exact: exact.to_string(),
-    }
-}
-
 /// An anomaly as its proto message, the group in the field of `dimension`.
 fn anomaly(a: &Anomaly, dimension: &Dimension) -> pb::SpendAnomaly {
     let text = a.key.as_ref().and_then(Key::text);
@@ -278,9 +263,9 @@ fn anomaly(a: &Anomaly, dimension: &Dimension) -> pb::SpendAnomaly {
         }
         .into(),
         observed: Some(convert::money(&a.currency, a.observed)),
-        baseline: Some(quarter_money(&a.currency, a.baseline)),
-        median_absolute_deviation: Some(quarter_money(&a.currency, a.mad)),
-        excess: Some(quarter_money(&a.currency, a.excess())),
+        baseline: Some(convert::money(&a.currency, a.baseline)),
+        median_absolute_deviation: Some(convert::money(&a.currency, a.mad)),
+        excess: Some(convert::money(&a.currency, a.excess())),
         robust_z: a.robust_z,
         factor: a.factor,
         baseline_days_counted: i32::try_from(a.counted_days).unwrap_or(i32::MAX),

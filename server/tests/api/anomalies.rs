@@ -29,6 +29,8 @@ const WEEKLY: &str = "arn:aws:iam::111111111111:user/weekly-report";
 const NEWJOB: &str = "arn:aws:sts::222222222222:assumed-role/etl/nightly";
 const EURO: &str = "arn:aws:iam::333333333333:user/eu-analyst";
 const TEAM: &str = "iamPrincipal/team";
+/// Ten-thousandths in units of 1e-10.
+const E4: i64 = 1_000_000;
 
 fn day(m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, m, d).unwrap()
@@ -41,7 +43,7 @@ const TINY_SPIKE: (u32, u32) = (6, 10);
 const NEW_DAY: (u32, u32) = (6, 20);
 const EURO_SPIKE: (u32, u32) = (6, 25);
 
-/// The generated line items, and each caller's daily spend in ten-thousandths.
+/// The generated line items, and each caller's daily spend in units of 1e-10.
 struct Fixture {
     items: Vec<CurLineItem>,
     daily: BTreeMap<(&'static str, NaiveDate), i64>,
@@ -68,42 +70,44 @@ impl Fixture {
             let weekend = matches!(d.weekday(), Weekday::Sat | Weekday::Sun);
             let times = |(m, dd): (u32, u32), k: i64| if d == day(m, dd) { k } else { 1 };
             for hour in [9, 13, 17] {
-                let cost = rand(14_000, 20_000) * times(SPIKE, 10);
+                let cost = rand(14_000, 20_000) * E4 * times(SPIKE, 10);
                 f.push(ALICE, "111111111111", d, hour, cost, "nova", "research");
             }
             let heavy = if weekend { 2 } else { 8 };
             for i in 0..heavy {
                 let cost = if weekend {
-                    rand(27_000, 33_000)
+                    rand(27_000, 33_000) * E4
                 } else {
-                    rand(330_000, 420_000)
+                    rand(330_000, 420_000) * E4
                 };
                 f.push(HEAVY, "111111111111", d, i * 3, cost, "claude", "risk");
             }
-            let cost = rand(150, 250) * times(TINY_SPIKE, 10);
+            // Ten decimal places, so that medians fall between two steps of 1e-10.
+            let cost = (rand(150, 250) * E4 + rand(0, E4 - 1)) * times(TINY_SPIKE, 10);
             f.push(TINY, "111111111111", d, 11, cost, "nova", "research");
             if d.weekday() == Weekday::Mon {
-                let cost = rand(280_000, 320_000);
+                let cost = rand(280_000, 320_000) * E4;
                 f.push(WEEKLY, "111111111111", d, 6, cost, "nova", "research");
             }
             if d >= day(NEW_DAY.0, NEW_DAY.1) {
                 for hour in [1, 2, 3, 4] {
-                    let cost = rand(190_000, 210_000);
+                    let cost = rand(190_000, 210_000) * E4;
                     f.push(NEWJOB, "222222222222", d, hour, cost, "llama", "data-eng");
                 }
             }
             for hour in [10, 15] {
-                let cost = rand(90_000, 110_000) * times(EURO_SPIKE, 8);
+                let cost = rand(90_000, 110_000) * E4 * times(EURO_SPIKE, 8);
                 f.push(EURO, "333333333333", d, hour, cost, "nova", "");
             }
-            let cost = rand(11_000, 13_000);
+            let cost = rand(11_000, 13_000) * E4;
             f.push("", "111111111111", d, 23, cost, "tax", "");
             d = d.succ_opt().unwrap();
         }
         f
     }
 
-    /// One line item of `cost` ten-thousandths (a double that prints as that decimal).
+    /// One line item of `cost` units of 1e-10 (a double that prints as that decimal:
+    /// at most 15 significant digits).
     #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
@@ -120,7 +124,7 @@ impl Fixture {
             .single()
             .unwrap();
         let id = format!("li-{}", self.items.len());
-        let base = CurLineItem::bedrock(&id, "999999999999", account, start, cost as f64 / 1e4);
+        let base = CurLineItem::bedrock(&id, "999999999999", account, start, cost as f64 / 1e10);
         let usage_type = match model {
             "claude" => Some("USE1-Claude4.6Sonnet-output-tokens".to_owned()),
             "llama" => Some("USE1-Llama4Maverick-input-tokens".to_owned()),
@@ -171,7 +175,7 @@ impl Fixture {
             .iter()
             .find(|((c, dd), _)| *c == caller && *dd == d)
             .map_or(0, |(_, v)| *v);
-        Decimal::new(t, 4)
+        Decimal::new(t, 10)
     }
 }
 

@@ -6,8 +6,9 @@ filters and scope as SQL, grouped by day and one dimension) over the examined ra
 the baseline window before it; the window statistics are SQL below: for each day on
 which a group has line items, the window's days from the group's first day with line
 items in it, zero-filled, their median (the mean of the two middle values for an even
-count) and the median absolute deviation around it, all exact in HUGEINT quarters of
-1e-10; then the README's rules for SPIKE and NEW.
+count) and the median absolute deviation around it, exact in HUGEINT quarters of
+1e-10, then rounded half-even to units of 1e-10 (the reported baseline and MAD); then
+the README's rules for SPIKE and NEW on those reported values.
 
 Usage:
     python3 duckdb_anomalies.py ROOT [ROOT ...] < queries.json > anomalies.json
@@ -38,7 +39,7 @@ WITH s AS (
     SELECT e.*,
            (SELECT min(w.day) FROM s w
              WHERE w.currency = e.currency AND w.grp IS NOT DISTINCT FROM e.grp
-               AND w.day >= e.day - CAST($b AS INTEGER) AND w.day < e.day)                     AS first_day
+               AND w.day >= e.day - CAST($b AS INTEGER) AND w.day < e.day)     AS first_day
     FROM s e
     WHERE e.day >= $first AND e.day < $end
 ), filled AS (
@@ -50,6 +51,7 @@ WITH s AS (
                  AND w.day = x.day - CAST(k.k AS INTEGER)
     GROUP BY x.currency, x.grp, x.day
 ), med AS (
+    -- the median in quarters of 1e-10: exact for an odd or an even count
     SELECT *, len(v) AS cnt,
            CASE WHEN len(v) % 2 = 1 THEN 4 * v[(len(v) + 1) // 2]
                 ELSE 2 * (v[len(v) // 2] + v[len(v) // 2 + 1]) END            AS med_q
@@ -57,36 +59,48 @@ WITH s AS (
 ), dev AS (
     SELECT *, list_sort(list_transform(v, lambda x: abs(4 * x - med_q)))    AS d
     FROM med
-), stats AS (
+), exact_stats AS (
     SELECT currency, grp, day, cnt, med_q,
            CASE WHEN cnt % 2 = 1 THEN d[(cnt + 1) // 2]
                 ELSE (d[cnt // 2] + d[cnt // 2 + 1]) // 2 END                 AS mad_q
     FROM dev
+), floored AS (
+    -- floor division by 4 and the remainder, for negative amounts too
+    SELECT *,
+           (med_q - ((med_q % 4) + 4) % 4) // 4 AS med_f, ((med_q % 4) + 4) % 4 AS med_r,
+           (mad_q - ((mad_q % 4) + 4) % 4) // 4 AS mad_f, ((mad_q % 4) + 4) % 4 AS mad_r
+    FROM exact_stats
+), stats AS (
+    -- half-even to units of 1e-10: the reported baseline and MAD
+    SELECT currency, grp, day, cnt,
+           med_f + CASE WHEN med_r > 2 OR (med_r = 2 AND med_f % 2 <> 0) THEN 1 ELSE 0 END AS base,
+           mad_f + CASE WHEN mad_r > 2 OR (mad_r = 2 AND mad_f % 2 <> 0) THEN 1 ELSE 0 END AS mad
+    FROM floored
 ), scored AS (
     SELECT x.currency, x.grp, x.day, x.u, x.n,
            x.first_day IS NULL                                                 AS is_new,
            coalesce(t.cnt, 0)                                                  AS cnt,
-           coalesce(t.med_q, 0)                                                AS med_q,
-           coalesce(t.mad_q, 0)                                                AS mad_q,
-           4 * x.u - coalesce(t.med_q, 0)                                      AS excess_q,
+           coalesce(t.base, 0)                                                 AS base,
+           coalesce(t.mad, 0)                                                  AS mad,
+           x.u - coalesce(t.base, 0)                                           AS excess,
            CASE WHEN x.first_day IS NULL THEN NULL
-                WHEN t.mad_q = 0 THEN CAST('inf' AS DOUBLE)
-                ELSE CAST(4 * x.u - t.med_q AS DOUBLE) / (1.4826 * CAST(t.mad_q AS DOUBLE))
+                WHEN t.mad = 0 THEN CAST('inf' AS DOUBLE)
+                ELSE CAST(x.u - t.base AS DOUBLE) / (1.4826 * CAST(t.mad AS DOUBLE))
            END                                                                 AS z,
-           CASE WHEN x.first_day IS NOT NULL AND t.med_q > 0
-                THEN CAST(4 * x.u AS DOUBLE) / CAST(t.med_q AS DOUBLE) END     AS factor
+           CASE WHEN x.first_day IS NOT NULL AND t.base > 0
+                THEN CAST(x.u AS DOUBLE) / CAST(t.base AS DOUBLE) END          AS factor
     FROM examined x
     LEFT JOIN stats t ON t.currency = x.currency AND t.grp IS NOT DISTINCT FROM x.grp
                      AND t.day = x.day
 )
 SELECT currency, grp, strftime(day, '%Y-%m-%d'), is_new, CAST(u AS VARCHAR), n,
-       CAST(med_q AS VARCHAR), CAST(mad_q AS VARCHAR), CAST(excess_q AS VARCHAR), z, factor, cnt
+       CAST(base AS VARCHAR), CAST(mad AS VARCHAR), CAST(excess AS VARCHAR), z, factor, cnt
 FROM scored
 WHERE (is_new AND u > 0 AND u >= CAST($min_excess AS HUGEINT))
-   OR (NOT is_new AND excess_q > 0 AND excess_q >= 4 * CAST($min_excess AS HUGEINT)
-       AND 4 * CAST($f_den AS HUGEINT) * u >= CAST($f_num AS HUGEINT) * med_q
+   OR (NOT is_new AND excess > 0 AND excess >= CAST($min_excess AS HUGEINT)
+       AND CAST($f_den AS HUGEINT) * u >= CAST($f_num AS HUGEINT) * base
        AND z >= CAST($min_z AS DOUBLE))
-ORDER BY excess_q DESC, grp NULLS FIRST, currency, day
+ORDER BY excess DESC, grp NULLS FIRST, currency, day
 """
 
 
@@ -99,9 +113,9 @@ def _units(text):
     return int(Decimal(text).scaleb(10))
 
 
-def _quarters(text):
-    """A HUGEINT count of quarters of 1e-10 as an exact decimal string."""
-    return format(Decimal(int(text)) / 4 * Decimal(1).scaleb(-10), "f")
+def _amount(text):
+    """A HUGEINT count of units of 1e-10 as an exact decimal string."""
+    return format(Decimal(int(text)).scaleb(-10), "f")
 
 
 def anomalies(con, q):
@@ -142,18 +156,18 @@ def anomalies(con, q):
     }
     out = []
     for r in con.execute(ANOMALIES_SQL, params).fetchall():
-        currency, grp, day, is_new, u, n, med_q, mad_q, excess_q, z, factor, cnt = r
+        currency, grp, day, is_new, u, n, base, mad, excess, z, factor, cnt = r
         out.append(
             {
                 "currency": currency,
                 "group": grp,
                 "day": day,
                 "kind": "new" if is_new else "spike",
-                "observed": format(Decimal(int(u)).scaleb(-10), "f"),
+                "observed": _amount(u),
                 "line_items": int(n),
-                "baseline": _quarters(med_q),
-                "mad": _quarters(mad_q),
-                "excess": _quarters(excess_q),
+                "baseline": _amount(base),
+                "mad": _amount(mad),
+                "excess": _amount(excess),
                 "robust_z": None if z is None else repr(float(z)),
                 "factor": None if factor is None else repr(float(factor)),
                 "counted_days": int(cnt),
