@@ -153,6 +153,13 @@ impl AttributionService for Fake {
     ) -> Result<Response<proto::RefreshResponse>, Status> {
         Err(Status::permission_denied("refresh is disabled"))
     }
+
+    async fn spend_anomalies(
+        &self,
+        _request: Request<proto::SpendAnomaliesRequest>,
+    ) -> Result<Response<proto::SpendAnomaliesResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
 }
 
 /// Serves the fake on an ephemeral port until the returned sender is dropped.

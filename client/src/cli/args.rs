@@ -150,6 +150,9 @@ pub enum Command {
     /// of a tag key, UNTAGGED included), as CSV for a finance system or Parquet for BI
     /// tools. The rows are checked to add up to the month's totals before writing.
     Chargeback(super::chargeback::ChargebackArgs),
+    /// Days whose spend departs from its own trailing baseline (median and median
+    /// absolute deviation), and new spenders, per principal, tag value or model.
+    SpendAnomalies(super::anomalies::SpendAnomaliesArgs),
 }
 
 /// Output format.

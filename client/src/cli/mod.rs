@@ -4,6 +4,7 @@
 //! the command line and the bytes printed can be tested without a server: [`args`]
 //! parses, [`request`] builds requests, the `render_*` functions print fixed answers.
 
+pub mod anomalies;
 pub mod args;
 pub mod chargeback;
 mod labels;
@@ -227,6 +228,7 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
             render_refresh(out, format, &refresh)
         }
         Command::Chargeback(args) => chargeback::run(&client, args, out).await,
+        Command::SpendAnomalies(args) => anomalies::run(&client, args, format, out).await,
     }
 }
 

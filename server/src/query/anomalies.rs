@@ -393,10 +393,16 @@ mod tests {
         let found = run(&series(&days), 14, 28, &thresholds());
         assert_eq!(found.len(), 1, "{found:?}");
         let a = &found[0];
-        assert_eq!((a.day, a.kind, a.counted_days), (20, AnomalyKind::Spike, 14));
+        assert_eq!(
+            (a.day, a.kind, a.counted_days),
+            (20, AnomalyKind::Spike, 14)
+        );
         // Window days 6..20: values 10, 11, 12 repeating; five 10s, five 11s, four 12s
         // -> sorted middle pair 11, 11; deviations: five 1s, five 0s, four 1s -> MAD 1.
-        assert_eq!((a.baseline, a.mad, a.excess()), (11 * UNIT, UNIT, 99 * UNIT));
+        assert_eq!(
+            (a.baseline, a.mad, a.excess()),
+            (11 * UNIT, UNIT, 99 * UNIT)
+        );
         let z = a.robust_z.unwrap_or_default();
         assert!((z - 99.0 / MAD_SCALE).abs() < 1e-12 * z, "{z}");
         assert_eq!(a.factor, Some(10.0));

@@ -115,10 +115,9 @@ fn dimension(r: &pb::SpendAnomaliesRequest) -> Result<Dimension, Error> {
         )?)),
         Ok(pb::Dimension::Tag) => Ok(Dimension::Tag(convert::tag_key("tag_key", &r.tag_key)?)),
         Ok(pb::Dimension::Model) => Ok(Dimension::Model),
-        Ok(pb::Dimension::Unspecified) => Err(Error::invalid(
-            "dimension",
-            format!("is required: {known}"),
-        )),
+        Ok(pb::Dimension::Unspecified) => {
+            Err(Error::invalid("dimension", format!("is required: {known}")))
+        }
         Ok(other) => Err(Error::invalid(
             "dimension",
             format!(
@@ -135,7 +134,10 @@ fn dimension(r: &pb::SpendAnomaliesRequest) -> Result<Dimension, Error> {
 
 /// The examined range is whole UTC days: a day's spend is compared with whole days.
 fn whole_days(spec: &crate::query::QuerySpec) -> Result<(), Error> {
-    for (field, t) in [("time_range.start", spec.start), ("time_range.end", spec.end)] {
+    for (field, t) in [
+        ("time_range.start", spec.start),
+        ("time_range.end", spec.end),
+    ] {
         if t.timestamp_micros() % 86_400_000_000 != 0 || t.timestamp_subsec_nanos() != 0 {
             return Err(Error::invalid(
                 field,

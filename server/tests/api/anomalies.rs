@@ -135,7 +135,12 @@ impl Fixture {
             line_item_type: if model == "tax" { "Tax" } else { "Usage" }.into(),
             usage_type,
             principal: (!caller.is_empty()).then(|| caller.to_owned()),
-            currency: if account == "333333333333" { "EUR" } else { "USD" }.into(),
+            currency: if account == "333333333333" {
+                "EUR"
+            } else {
+                "USD"
+            }
+            .into(),
             tags: if team.is_empty() {
                 Vec::new()
             } else {
@@ -261,7 +266,11 @@ async fn planted_tenfold_day_is_found_and_steady_heavy_user_is_not() {
     sorted.sort();
     want.sort();
     assert_eq!(sorted, want, "{found:#?}");
-    assert!(!found.iter().any(|(who, _, _)| *who == HEAVY || *who == TINY));
+    assert!(
+        !found
+            .iter()
+            .any(|(who, _, _)| *who == HEAVY || *who == TINY)
+    );
 
     // The planted day: observed and baseline equal the generated amounts exactly.
     let a = answer.anomalies.iter().find(|a| arn(a) == ALICE).unwrap();
@@ -292,7 +301,10 @@ async fn planted_tenfold_day_is_found_and_steady_heavy_user_is_not() {
     assert_eq!(exact(n.observed.as_ref().unwrap()), first);
     assert_eq!(exact(n.excess.as_ref().unwrap()), first);
     assert_eq!(exact(n.baseline.as_ref().unwrap()), Decimal::ZERO);
-    assert_eq!((n.robust_z, n.factor, n.baseline_days_counted), (None, None, 0));
+    assert_eq!(
+        (n.robust_z, n.factor, n.baseline_days_counted),
+        (None, None, 0)
+    );
     assert_eq!(n.principal.as_ref().unwrap().session_name, "nightly");
 
     // The weekly job's Mondays: baseline zero, infinite z, no factor.
@@ -632,14 +644,21 @@ fn assert_same(id: &str, dimension: &str, got: &[proto::SpendAnomaly], want: &Va
         .map(theirs)
         .collect();
     let got: Vec<_> = got.iter().map(|a| ours(a, dimension)).collect();
-    assert!(!want.is_empty(), "{id}: DuckDB found no anomaly, the case tests nothing");
+    assert!(
+        !want.is_empty(),
+        "{id}: DuckDB found no anomaly, the case tests nothing"
+    );
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert!(
             g.0 == w.0 && close(g.1.0, w.1.0) && close(g.1.1, w.1.1),
             "{id}: anomaly {i} differs:\nservice {g:?}\nDuckDB  {w:?}"
         );
     }
-    assert_eq!(got.len(), want.len(), "{id}: service and DuckDB count differently");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{id}: service and DuckDB count differently"
+    );
 }
 
 #[tokio::test]
@@ -701,7 +720,12 @@ async fn a_scoped_caller_sees_only_its_own_anomalies() {
     let spec = json!({"id": "scoped", "start": "2026-06-01T00:00:00Z", "end": "2026-07-01T00:00:00Z",
                       "dimension": "principal_arn", "scope": scope});
     let expected = reference(export(), &[spec]);
-    assert_same("scoped", "principal_arn", &answer.anomalies, &expected["results"]["scoped"]);
+    assert_same(
+        "scoped",
+        "principal_arn",
+        &answer.anomalies,
+        &expected["results"]["scoped"],
+    );
     assert!(answer.anomalies.iter().any(|a| arn(a) == ALICE));
     assert!(!answer.anomalies.iter().any(|a| arn(a) == NEWJOB));
     // Asking for another account's callers is refused, not answered empty.
@@ -873,7 +897,11 @@ async fn bad_input_names_the_field() {
     ];
     for (request, field, needle) in cases {
         let status = raw.spend_anomalies(request.clone()).await.unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument, "{request:?}: {status:?}");
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{request:?}: {status:?}"
+        );
         let bad = status
             .get_details_bad_request()
             .unwrap_or_else(|| panic!("no BadRequest details in {status:?}"));

@@ -54,7 +54,7 @@ def assert_money(m):
 
 
 def test_rpcs_found():
-    assert len(RPCS) == 8, RPCS
+    assert len(RPCS) == 9, RPCS
 
 
 def test_list(grpcurl_bin, server):
@@ -163,6 +163,32 @@ def test_list_models(grpcurl_bin, server):
     assert any(m.startswith("Claude") for m in models), models
 
 
+def test_spend_anomalies(grpcurl_bin, server):
+    body = {"time_range": JULY, "dimension": "DIMENSION_PRINCIPAL",
+            "principal_grouping": "PRINCIPAL_GROUPING_ROLE",
+            "filter": {"line_item_types": ["Usage"]}}
+    anomalies = call(grpcurl_bin, server, "SpendAnomalies", body)["anomalies"]
+    assert anomalies, "the demo's July has spikes"
+    excess = [Decimal(a["excess"]["exact"]) for a in anomalies]
+    assert excess == sorted(excess, reverse=True), excess
+    for a in anomalies:
+        for field in ("observed", "baseline", "medianAbsoluteDeviation", "excess"):
+            assert_money(a[field])
+        observed, baseline = Decimal(a["observed"]["exact"]), Decimal(a["baseline"]["exact"])
+        # What the answer shows is enough to check it: excess, factor and thresholds.
+        assert observed - baseline == excess[anomalies.index(a)] >= 1, a
+        if a["kind"] == "ANOMALY_KIND_SPIKE":
+            assert observed >= 3 * baseline, a
+            z = a["robustZ"]
+            assert z == "Infinity" or z >= 3.5, a
+        else:
+            assert a["kind"] == "ANOMALY_KIND_NEW" and baseline == 0 and "robustZ" not in a, a
+        assert "T00:00:00Z" in a["day"] and JULY["start"] <= a["day"] < JULY["end"], a
+    result = grpcurl(grpcurl_bin, server, f"{SERVICE}/SpendAnomalies", check=False,
+                     body={**body, "baseline_days": 91})
+    assert result.returncode == 67 and "baseline_days" in result.stderr, result.stderr
+
+
 def test_data_status(grpcurl_bin, server):
     status = call(grpcurl_bin, server, "DataStatus", {})
     assert status["sources"] == [f"file://{server.demo_root}"]
@@ -223,12 +249,20 @@ def complete(command):
     return True
 
 
+# The sections whose grpcurl commands are checked, each up to the next heading that
+# ends it.
+TRANSCRIPT_SECTIONS = [r"^### grpcurl\n(.*?)^##", r"^## Spend anomalies\n(.*?)^## "]
+
+
 def readme_transcript():
     text = (REPO / "README.md").read_text()
-    section = re.search(r"^### grpcurl\n(.*?)^##", text, re.S | re.M)
-    assert section, "README.md has no '### grpcurl' section"
+    blocks = []
+    for pattern in TRANSCRIPT_SECTIONS:
+        section = re.search(pattern, text, re.S | re.M)
+        assert section, f"README.md has no section matching {pattern!r}"
+        blocks += re.findall(r"^```text\n(.*?)^```", section.group(1), re.S | re.M)
     sessions = []
-    for block in re.findall(r"^```text\n(.*?)^```", section.group(1), re.S | re.M):
+    for block in blocks:
         lines = block.splitlines()
         i = 0
         while i < len(lines):

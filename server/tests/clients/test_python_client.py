@@ -277,6 +277,40 @@ def list_models(pb2, stub, cli_doc):
     }
 
 
+def spend_anomalies(pb2, stub, cli_doc):
+    """Tag values of September, baseline of a week, lower thresholds: the CLI's
+    `spend-anomalies` document from the wire, doubles as proto3 JSON writes them."""
+    request = pb2.SpendAnomaliesRequest(
+        time_range=time_range(pb2, "2026-09-01T00:00:00Z", "2026-10-01T00:00:00Z"),
+        dimension=pb2.DIMENSION_TAG, tag_key="iamPrincipal/team", baseline_days=7,
+        min_factor="2", min_robust_z=2.5, min_excess="0.5",
+        filter=pb2.Filter(line_item_types=["Usage"]))
+    answers = pages(stub.SpendAnomalies, request)
+    info = same_on_every_page(answers, "info")
+
+    def double(a, field):
+        if not a.HasField(field):
+            return None
+        v = getattr(a, field)
+        return "Infinity" if v == float("inf") else v
+
+    return {
+        "anomalies": [
+            {"group": "UNTAGGED" if a.tag.untagged else a.tag.value,
+             "principal": None, "tag": tag(a.tag), "model": a.model,
+             "day": rfc3339(a.day),
+             "kind": label(pb2.AnomalyKind.Name(a.kind), "ANOMALY_KIND_"),
+             "observed": money(a.observed), "baseline": money(a.baseline),
+             "median_absolute_deviation": money(a.median_absolute_deviation),
+             "excess": money(a.excess), "robust_z": double(a, "robust_z"),
+             "factor": double(a, "factor"),
+             "baseline_days_counted": a.baseline_days_counted, "line_items": a.line_items}
+            for page in answers for a in page.anomalies],
+        "snapshot_version": info.snapshot_version,
+        "notes": list(info.notes),
+    }
+
+
 def data_status(pb2, stub, cli_doc):
     s = stub.DataStatus(pb2.DataStatusRequest(), timeout=TIMEOUT_S)
     return {
@@ -327,6 +361,10 @@ CASES = [
     (list_principals, ["list-principals", *CLI_JULY]),
     (list_tag_keys, ["list-tag-keys", "--from", "2026-03-01", "--to", "2026-11-01"]),
     (list_models, ["list-models", *CLI_JULY, "--account", "345678901234"]),
+    (spend_anomalies,
+     ["spend-anomalies", "--from", "2026-09-01", "--to", "2026-10-01", "--group-by", "tag",
+      "--tag-key", "iamPrincipal/team", "--baseline-days", "7", "--min-factor", "2",
+      "--min-z", "2.5", "--min-excess", "0.5", "--line-item-type", "Usage"]),
     (data_status, ["status"]),
     (refresh, ["refresh"]),
 ]
