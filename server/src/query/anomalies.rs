@@ -6,9 +6,10 @@
 //! request's filter and the caller's scope). The window statistics are computed here, in
 //! Rust, over that series: a median and a median absolute deviation over a trailing
 //! window of zero-filled days is a sort of at most 90 values per examined day, which
-//! DataFusion's window functions cannot express exactly (its `median` is not exact on
-//! decimals and has no frame that zero-fills missing days), and the series is already
-//! as small as the answer can be (one row per group and day).
+//! DataFusion cannot express exactly (its `median` truncates the mean of two middle
+//! decimals to the column's scale, and a window frame cannot add the days without rows
+//! as zeros), and the series is already as small as the answer can be (one row per
+//! group and day).
 //!
 //! Amounts are integers of 1e-10, the data's scale. A median of an even number of days
 //! is the mean of the two middle ones, which can fall on half of 1e-10, and the median
