@@ -436,6 +436,93 @@ mod tests {
         assert!(run(&series(&[(20, 50)]), 21, 28, &thresholds()).is_empty());
     }
 
+    /// The hand-computed case of `duckdb_anomalies.py --self-test`, here too, so that
+    /// both implementations are held to the same numbers.
+    #[test]
+    fn the_reference_self_test_case() {
+        let day0 = 20_459; // 2026-01-06
+        let row = |currency: &str, key: Option<&str>, day: i64, cost: i128, n: i64| GroupRow {
+            currency: currency.into(),
+            bucket: Some((day0 + day) * DAY_MICROS),
+            keys: vec![key.map(|k| Key::Text(k.into()))],
+            cost,
+            allocated: 0,
+            tokens: Default::default(),
+            line_items: n,
+        };
+        let series = Answer {
+            rows: vec![
+                row("USD", Some("a"), 0, UNIT + 1, 1),
+                row("USD", Some("a"), 1, UNIT + 2, 1),
+                row("USD", Some("a"), 2, UNIT + 3, 1),
+                row("USD", Some("a"), 3, UNIT + 9, 1),
+                row("USD", Some("a"), 4, 10 * UNIT, 3),
+                row("USD", Some("b"), 6, 5 * UNIT, 2),
+                row("USD", Some("c"), 1, 2 * UNIT, 1),
+                row("USD", Some("c"), 5, 3 * UNIT, 1),
+                row("USD", None, 7, UNIT / 2, 1),
+                row("EUR", Some("d"), 3, 4 * UNIT, 1),
+                row("EUR", Some("d"), 4, 4 * UNIT, 1),
+                row("EUR", Some("d"), 5, 4 * UNIT, 1),
+                row("EUR", Some("d"), 6, 12 * UNIT, 1),
+            ],
+            ..Default::default()
+        };
+        let t = Thresholds {
+            baseline_days: 4,
+            ..thresholds()
+        };
+        let found = run(&series, day0 + 4, day0 + 8, &t);
+        let brief: Vec<_> = found
+            .iter()
+            .map(|a| {
+                (
+                    a.key
+                        .as_ref()
+                        .and_then(Key::text)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    a.day - day0,
+                    a.kind,
+                    a.baseline,
+                    a.mad,
+                    a.excess(),
+                    a.counted_days,
+                    a.robust_z,
+                    a.factor,
+                )
+            })
+            .collect();
+        let (spike, new, inf) = (AnomalyKind::Spike, AnomalyKind::New, f64::INFINITY);
+        let want = vec![
+            (
+                "a".to_owned(),
+                4,
+                spike,
+                UNIT + 2,
+                1,
+                9 * UNIT - 2,
+                4,
+                Some((9 * UNIT - 2) as f64 / MAD_SCALE),
+                Some((10 * UNIT) as f64 / (UNIT + 2) as f64),
+            ),
+            (
+                "d".to_owned(),
+                6,
+                spike,
+                4 * UNIT,
+                0,
+                8 * UNIT,
+                3,
+                Some(inf),
+                Some(3.0),
+            ),
+            ("b".to_owned(), 6, new, 0, 0, 5 * UNIT, 0, None, None),
+            ("c".to_owned(), 5, spike, 0, 0, 3 * UNIT, 4, Some(inf), None),
+        ];
+        assert_eq!(brief, want);
+    }
+
     #[test]
     fn ordered_by_excess_then_group_then_day() {
         let mut s = series(&[(1, 5), (2, 5), (8, 20)]);

@@ -68,7 +68,20 @@ impl AttributionApi {
         let page =
             self.page_keys
                 .request(r.page_size, &r.page_token, snapshot.version, fp, &caller)?;
-        let series = self.answer(&request, &snapshot, &series_spec, fp).await?;
+        let series = self
+            .answer(&request, &snapshot, &series_spec, fp)
+            .await
+            .map_err(|e| match e {
+                // The planner's advice (a coarser granularity, fewer dimensions) does
+                // not apply to a daily series of one dimension.
+                Error::TooLarge { .. } => Error::TooLarge {
+                    reason: format!(
+                        "the daily spend has more than {} group-days over the range and the baseline days before it; narrow the time range or the filter, or use fewer baseline days",
+                        crate::query::answer::MAX_GROUPS
+                    ),
+                },
+                other => other,
+            })?;
         let (first, end) = (
             anomalies::day_of(spec.start.timestamp_micros()),
             anomalies::day_of(spec.end.timestamp_micros()),

@@ -663,6 +663,21 @@ fn assert_same(id: &str, dimension: &str, got: &[proto::SpendAnomaly], want: &Va
 
 #[tokio::test]
 async fn every_anomaly_equals_duckdb_median_and_mad() {
+    // The reference is first held to its own hand-computed case (the same one the unit
+    // test query::anomalies::tests::the_reference_self_test_case holds the service to).
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/reference/duckdb_anomalies.py"
+    );
+    let check = Command::new("python3")
+        .args([script, "--self-test"])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success() && check.stdout == b"OK\n",
+        "the DuckDB anomalies reference fails its self-test:\n{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let cases = cases();
     for root in [export(), small_export()] {
         let mine: Vec<&Case> = cases.iter().filter(|c| c.root == root).collect();

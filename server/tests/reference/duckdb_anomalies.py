@@ -12,6 +12,7 @@ the README's rules for SPIKE and NEW on those reported values.
 
 Usage:
     python3 duckdb_anomalies.py ROOT [ROOT ...] < queries.json > anomalies.json
+    python3 duckdb_anomalies.py --self-test      # prints OK, or fails with a traceback
 
 Each query: {"id", "start", "end" (whole UTC days, RFC 3339), "dimension" (a group_by
 name of duckdb_reference.py: principal_arn, principal_role, principal_account, tag,
@@ -26,6 +27,8 @@ import json
 import os
 import sys
 from decimal import Decimal
+
+import duckdb
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import duckdb_reference as ref  # noqa: E402
@@ -119,9 +122,10 @@ def _amount(text):
 
 
 def anomalies(con, q):
+    """The anomalies of one query: its daily series from duckdb_reference.py's grouping,
+    then the window statistics of series_anomalies()."""
     b = int(q.get("baseline_days") or 14)
-    first, end = _day(q["start"]), _day(q["end"])
-    series_start = first - datetime.timedelta(days=b)
+    series_start = _day(q["start"]) - datetime.timedelta(days=b)
     spec = {
         "start": series_start.isoformat() + "T00:00:00Z",
         "end": q["end"],
@@ -134,21 +138,30 @@ def anomalies(con, q):
     if q.get("tag_key") is not None:
         spec["tag_key"] = q["tag_key"]
     rows = ref.run_query(con, spec)
-    con.execute("CREATE OR REPLACE TEMP TABLE series (currency VARCHAR, grp VARCHAR, day DATE, cost VARCHAR, n BIGINT)")
+    _series_table(con, [
+        (r["keys"]["currency"], r["keys"][q["dimension"]],
+         r["keys"]["period_start"][:10], r["cost"], r["line_items"])
+        for r in rows
+    ])
+    return series_anomalies(con, q)
+
+
+def _series_table(con, rows):
+    """The daily series: (currency, group, YYYY-MM-DD, cost as a decimal string, line items)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE series "
+                "(currency VARCHAR, grp VARCHAR, day DATE, cost VARCHAR, n BIGINT)")
     if rows:
-        con.executemany(
-            "INSERT INTO series VALUES (?, ?, CAST(CAST(? AS TIMESTAMP) AS DATE), ?, ?)",
-            [
-                (r["keys"]["currency"], r["keys"][q["dimension"]], r["keys"]["period_start"].replace("Z", ""),
-                 r["cost"], r["line_items"])
-                for r in rows
-            ],
-        )
+        con.executemany("INSERT INTO series VALUES (?, ?, CAST(? AS DATE), ?, ?)", rows)
+
+
+def series_anomalies(con, q):
+    """The anomalies of the `series` table for the thresholds of `q`."""
+    b = int(q.get("baseline_days") or 14)
     num, den = Decimal(str(q.get("min_factor") or "3")).as_integer_ratio()
     params = {
         "b": b,
-        "first": first,
-        "end": end,
+        "first": _day(q["start"]),
+        "end": _day(q["end"]),
         "min_excess": _units(str(q.get("min_excess") or "1")),
         "f_num": num,
         "f_den": den,
@@ -176,7 +189,61 @@ def anomalies(con, q):
     return out
 
 
+def self_test():
+    """Hand-computed expectations on a series written here (no files): an even window
+    whose median falls on half of 1e-10 (rounded half-even) and whose MAD is one unit,
+    a new group, a zero median from zero-filled days, a factor met exactly, a new group
+    below min_excess."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    _series_table(con, [
+        ("USD", "a", "2026-01-06", "1.0000000001", 1),
+        ("USD", "a", "2026-01-07", "1.0000000002", 1),
+        ("USD", "a", "2026-01-08", "1.0000000003", 1),
+        ("USD", "a", "2026-01-09", "1.0000000009", 1),
+        ("USD", "a", "2026-01-10", "10", 3),
+        ("USD", "b", "2026-01-12", "5", 2),
+        ("USD", "c", "2026-01-07", "2", 1),
+        ("USD", "c", "2026-01-11", "3", 1),
+        ("USD", None, "2026-01-13", "0.5", 1),
+        ("EUR", "d", "2026-01-09", "4", 1),
+        ("EUR", "d", "2026-01-10", "4", 1),
+        ("EUR", "d", "2026-01-11", "4", 1),
+        ("EUR", "d", "2026-01-12", "12", 1),
+    ])
+    got = series_anomalies(con, {"start": "2026-01-10T00:00:00Z", "end": "2026-01-14T00:00:00Z",
+                                 "baseline_days": 4})
+    brief = [(a["group"], a["currency"], a["day"], a["kind"], a["baseline"], a["mad"],
+              a["excess"], a["counted_days"], a["robust_z"], a["factor"]) for a in got]
+    want = [
+        # median (1.0000000002 + 1.0000000003) / 2 -> 1.0000000002 (half-even); deviations
+        # 1.5, 0.5, 0.5, 6.5 units -> MAD 1 unit
+        ("a", "USD", "2026-01-10", "spike", "1.0000000002", "0.0000000001", "8.9999999998", 4,
+         repr(89999999998 / (1.4826 * 1)), repr(100000000000 / 10000000002)),
+        # 4, 4, 4 -> median 4, MAD 0: infinite z; 12 is exactly 3 x 4
+        ("d", "EUR", "2026-01-12", "spike", "4.0000000000", "0.0000000000", "8.0000000000", 3,
+         "inf", "3.0"),
+        ("b", "USD", "2026-01-12", "new", "0.0000000000", "0.0000000000", "5.0000000000", 0,
+         None, None),
+        # 2, 0, 0, 0 (zero-filled from the first day with line items) -> median 0
+        ("c", "USD", "2026-01-11", "spike", "0.0000000000", "0.0000000000", "3.0000000000", 4,
+         "inf", None),
+    ]
+    assert brief == want, "\n%r\n%r" % (brief, want)
+    # A lower min_excess lets the new unattributed half through, and factor 3.000001
+    # drops d.
+    got = series_anomalies(con, {"start": "2026-01-10T00:00:00Z", "end": "2026-01-14T00:00:00Z",
+                                 "baseline_days": 4, "min_excess": "0.5",
+                                 "min_factor": "3.000001"})
+    assert [(a["group"], a["kind"]) for a in got] == [
+        ("a", "spike"), ("b", "new"), ("c", "spike"), (None, "new")], got
+    print("OK")
+
+
 def main(argv):
+    if argv[1:] == ["--self-test"]:
+        self_test()
+        return 0
     roots = argv[1:]
     if not roots:
         print(__doc__, file=sys.stderr)
