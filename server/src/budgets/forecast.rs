@@ -83,13 +83,11 @@ pub fn forecast(spend: i128, window_spend: i128, days: i64, remaining_hours: i64
     }
     let days = i128::from(days);
     let hours = i128::from(remaining_hours.max(0));
-    let projected = window_spend
-        .checked_mul(hours)
-        .map_or_else(
-            // Beyond 10^26 currency units: project the rounded rate instead.
-            || div_half_even(window_spend, days).saturating_mul(hours) / 24,
-            |n| div_half_even(n, 24 * days),
-        );
+    let projected = window_spend.checked_mul(hours).map_or_else(
+        // Beyond 10^26 currency units: project the rounded rate instead.
+        || div_half_even(window_spend, days).saturating_mul(hours) / 24,
+        |n| div_half_even(n, 24 * days),
+    );
     Forecast {
         daily_average: div_half_even(window_spend, days),
         month_end: spend.saturating_add(projected),
@@ -138,7 +136,10 @@ mod tests {
         // averaged are the 12th to the 18th.
         let as_of = JULY + 19 * DAY;
         let w = window(JULY, as_of, JULY - 100 * DAY, as_of);
-        assert_eq!((w.from, w.to, w.days), (JULY + 11 * DAY, JULY + 18 * DAY, 7));
+        assert_eq!(
+            (w.from, w.to, w.days),
+            (JULY + 11 * DAY, JULY + 18 * DAY, 7)
+        );
         // Mid-day: the 20th is the last day, the 13th to the 19th averaged.
         let w = window(JULY, as_of + 13 * HOUR, JULY - 100 * DAY, as_of + 13 * HOUR);
         assert_eq!((w.from, w.days), (JULY + 12 * DAY, 7));
@@ -149,14 +150,24 @@ mod tests {
 
     #[test]
     fn young_months_and_data_average_fewer_days() {
-        let w = window(JULY, JULY + 3 * DAY + HOUR, JULY - 100 * DAY, JULY + 40 * DAY);
+        let w = window(
+            JULY,
+            JULY + 3 * DAY + HOUR,
+            JULY - 100 * DAY,
+            JULY + 40 * DAY,
+        );
         assert_eq!((w.from, w.to, w.days), (JULY, JULY + 3 * DAY, 3));
         let w = window(JULY, JULY + 5 * HOUR, JULY - 100 * DAY, JULY + 40 * DAY);
         assert_eq!(w.days, 0);
         let w = window(JULY, JULY, JULY - 100 * DAY, JULY + 40 * DAY);
         assert_eq!(w.days, 0);
         // Data starting on the 5th: the 5th to the 7th before the last day, the 8th.
-        let w = window(JULY, JULY + 7 * DAY + HOUR, JULY + 4 * DAY + 3 * HOUR, JULY + 40 * DAY);
+        let w = window(
+            JULY,
+            JULY + 7 * DAY + HOUR,
+            JULY + 4 * DAY + 3 * HOUR,
+            JULY + 40 * DAY,
+        );
         assert_eq!((w.from, w.days), (JULY + 4 * DAY, 3));
     }
 

@@ -265,8 +265,7 @@ fn scope(draft: &Draft) -> Result<BudgetScope, Error> {
         scope.role_arn = Some(arn);
     }
     if let Some(account) = set(&draft.account_id) {
-        convert::account(&account)
-            .map_err(|reason| Error::invalid("scope.account_id", reason))?;
+        convert::account(&account).map_err(|reason| Error::invalid("scope.account_id", reason))?;
         scope.account_id = Some(account);
     }
     if let Some(model) = set(&draft.model) {
@@ -310,10 +309,7 @@ fn amount(field: &'static str, text: &str) -> Result<Amount, Error> {
     let invalid = |reason: &str| {
         Error::invalid(
             field,
-            format!(
-                "{:?} {reason}",
-                text.chars().take(40).collect::<String>()
-            ),
+            format!("{:?} {reason}", text.chars().take(40).collect::<String>()),
         )
     };
     if !plain {
@@ -365,9 +361,7 @@ fn thresholds(texts: &[String]) -> Result<Vec<Threshold>, Error> {
         } else {
             return Err(invalid());
         };
-        if decimal.scale() > THRESHOLD_PLACES
-            && decimal.normalize().scale() > THRESHOLD_PLACES
-        {
+        if decimal.scale() > THRESHOLD_PLACES && decimal.normalize().scale() > THRESHOLD_PLACES {
             return Err(invalid());
         }
         let mut scaled = decimal.normalize();
@@ -454,7 +448,16 @@ mod tests {
         );
         assert_eq!(with(|d| d.account_id = "12345".into()), "scope.account_id");
         assert_eq!(with(|d| d.model = "m\n".into()), "scope.model");
-        for bad in ["", "-5", "0", "1e3", "1.", "1.12345678901", "+3", "0.00000000001"] {
+        for bad in [
+            "",
+            "-5",
+            "0",
+            "1e3",
+            "1.",
+            "1.12345678901",
+            "+3",
+            "0.00000000001",
+        ] {
             assert_eq!(with_amount(bad), "monthly_amount.exact", "{bad:?}");
         }
         for bad in ["usd", "US", "EURO", ""] {

@@ -22,8 +22,7 @@ use crate::{
     auth::Scope,
     error::Error,
     query::{
-        CostMetric, Granularity, QuerySpec,
-        cancel,
+        CostMetric, Granularity, QuerySpec, cancel,
         plan::{self, UNITS_TYPE, out},
     },
     snapshot::Snapshot,
@@ -94,9 +93,9 @@ pub fn rows_to_scan<'a>(
     snapshot: &Snapshot,
     specs: impl IntoIterator<Item = &'a QuerySpec>,
 ) -> Result<usize, Error> {
-    specs.into_iter().try_fold(0, |n, spec| {
-        Ok(n + plan::rows_to_scan(snapshot, spec)?)
-    })
+    specs
+        .into_iter()
+        .try_fold(0, |n, spec| Ok(n + plan::rows_to_scan(snapshot, spec)?))
 }
 
 /// The daily spend of each spec, in order, [`BUDGETS_PER_PLAN`] specs to a plan.

@@ -159,7 +159,7 @@ fn parse(text: &str, origin: Origin) -> Result<Vec<Budget>, String> {
         let at = |what: String| format!("budgets[{i}] ({:?}): {what}", entry.id);
         if !valid_id(&entry.id) {
             return Err(at(
-                "id: must be 1 to 64 letters, digits, '-', '_' or '.'".into(),
+                "id: must be 1 to 64 letters, digits, '-', '_' or '.'".into()
             ));
         }
         if out.iter().any(|b| b.id == entry.id) {
@@ -391,7 +391,8 @@ impl BudgetStore {
             }
             Err(e) => (Err(format!("cannot read it: {e}")), None),
         };
-        let stored: Vec<String> = self.read_inner(|i| i.stored.iter().map(|b| b.id.clone()).collect());
+        let stored: Vec<String> =
+            self.read_inner(|i| i.stored.iter().map(|b| b.id.clone()).collect());
         let parsed = text.and_then(|t| parse(&t, Origin::File)).and_then(|budgets| {
             match budgets.iter().find(|b| stored.contains(&b.id)) {
                 Some(b) => Err(format!(
@@ -437,9 +438,8 @@ impl BudgetStore {
 
     /// Every budget in force, ordered by id.
     pub fn all(&self) -> Vec<Arc<Budget>> {
-        let mut all: Vec<Arc<Budget>> = self.read_inner(|i| {
-            i.configured.iter().chain(&i.stored).cloned().collect()
-        });
+        let mut all: Vec<Arc<Budget>> =
+            self.read_inner(|i| i.configured.iter().chain(&i.stored).cloned().collect());
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
     }
@@ -464,8 +464,7 @@ impl BudgetStore {
     ) -> Result<Arc<Budget>, Error> {
         let path = self.writable()?;
         let _write = self.writes.lock().await;
-        let (configured, stored) =
-            self.read_inner(|i| (i.configured.clone(), i.stored.clone()));
+        let (configured, stored) = self.read_inner(|i| (i.configured.clone(), i.stored.clone()));
         if configured.len() + stored.len() >= MAX_BUDGETS {
             return Err(Error::TooLarge {
                 reason: format!(
@@ -634,7 +633,11 @@ budgets:
         let budgets = parse(FILE, Origin::File).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(budgets.len(), 2);
         assert_eq!(plain_amount(budgets[0].amount.units), "1500.5");
-        let t: Vec<_> = budgets[0].thresholds.iter().map(|t| t.text.as_str()).collect();
+        let t: Vec<_> = budgets[0]
+            .thresholds
+            .iter()
+            .map(|t| t.text.as_str())
+            .collect();
         assert_eq!(t, ["0.5", "0.9", "1"]);
         assert_eq!(budgets[1].amount.units, 990_000_000_001);
         assert_eq!(budgets[1].thresholds.len(), 2);

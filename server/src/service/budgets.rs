@@ -128,18 +128,15 @@ fn check_scope(caller: &Caller, scope: &budgets::BudgetScope) -> Result<(), Erro
 /// `YYYY-MM` as `[start, end)` in µs.
 fn month(text: &str) -> Result<(i64, i64), Error> {
     let shaped = text.len() == 7 && text.as_bytes()[4] == b'-';
-    shaped
-        .then(|| period_span(text))
-        .flatten()
-        .ok_or_else(|| {
-            Error::invalid(
-                "month",
-                format!(
-                    "{:?} is not a month: use YYYY-MM, e.g. \"2026-07\"",
-                    text.chars().take(20).collect::<String>()
-                ),
-            )
-        })
+    shaped.then(|| period_span(text)).flatten().ok_or_else(|| {
+        Error::invalid(
+            "month",
+            format!(
+                "{:?} is not a month: use YYYY-MM, e.g. \"2026-07\"",
+                text.chars().take(20).collect::<String>()
+            ),
+        )
+    })
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -261,7 +258,11 @@ impl AttributionApi {
         if r.budget_ids.len() > budgets::MAX_BUDGETS {
             return Err(Error::invalid(
                 "budget_ids",
-                format!("has {} ids; at most {}", r.budget_ids.len(), budgets::MAX_BUDGETS),
+                format!(
+                    "has {} ids; at most {}",
+                    r.budget_ids.len(),
+                    budgets::MAX_BUDGETS
+                ),
             )
             .into());
         }
@@ -280,7 +281,9 @@ impl AttributionApi {
                 }
                 ((start, end), a)
             }
-            (Some((start, end)), None) => ((start, end), data_end.unwrap_or(start).clamp(start, end)),
+            (Some((start, end)), None) => {
+                ((start, end), data_end.unwrap_or(start).clamp(start, end))
+            }
             (None, Some(a)) => (month_of(a - 1), a),
             (None, None) => {
                 let Some(end) = data_end else {
@@ -305,7 +308,10 @@ impl AttributionApi {
             for (i, id) in r.budget_ids.iter().enumerate() {
                 let Some(b) = visible_budgets.iter().find(|b| &b.id == id) else {
                     return Err(Error::NotFound {
-                        what: format!("budget_ids[{i}]: budget {:?}", id.chars().take(64).collect::<String>()),
+                        what: format!(
+                            "budget_ids[{i}]: budget {:?}",
+                            id.chars().take(64).collect::<String>()
+                        ),
                         hint: "ListBudgets lists the budgets you may see".into(),
                     }
                     .into());
@@ -396,10 +402,7 @@ fn report(
     let empty = Default::default();
     let days = daily.get(&b.currency).unwrap_or(&empty);
     let spend: i128 = days.values().sum();
-    let window_spend: i128 = days
-        .range(window.from..window.to)
-        .map(|(_, v)| *v)
-        .sum();
+    let window_spend: i128 = days.range(window.from..window.to).map(|(_, v)| *v).sum();
     let f = forecast::forecast(spend, window_spend, window.days, remaining_hours);
     let amount = b.amount.units;
     let status = if spend >= amount {
