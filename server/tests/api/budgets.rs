@@ -195,6 +195,9 @@ fn tag(value: &str) -> Option<proto::BudgetTag> {
     })
 }
 
+/// A change making a valid request invalid.
+type Change = Box<dyn Fn(&mut proto::CreateBudgetRequest)>;
+
 /// The one field violation of an INVALID_ARGUMENT status.
 fn violation(status: &tonic::Status) -> String {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -331,7 +334,7 @@ async fn budgets_are_created_listed_deleted_and_validated() {
     assert!(listed.budgets.contains(&created));
 
     // Every invalid field, named.
-    let cases: Vec<(&str, Box<dyn Fn(&mut proto::CreateBudgetRequest)>)> = vec![
+    let cases: Vec<(&str, Change)> = vec![
         ("name", Box::new(|r| r.name = String::new())),
         ("name", Box::new(|r| r.name = "n".repeat(129))),
         ("scope", Box::new(|r| r.scope = None)),
@@ -484,7 +487,7 @@ async fn budgets_are_created_listed_deleted_and_validated() {
         })
         .await
         .unwrap();
-    assert_eq!(list_ids(&server.client).await, [created.id.clone()]);
+    assert_eq!(list_ids(&server.client).await, [created.id.as_str()]);
     let e = api
         .clone()
         .delete_budget(proto::DeleteBudgetRequest {
@@ -509,7 +512,7 @@ async fn budgets_are_created_listed_deleted_and_validated() {
         .into_inner();
     assert_eq!(
         after.budgets,
-        [created.clone()],
+        std::slice::from_ref(&created),
         "the budget survives a restart unchanged"
     );
     assert!(
@@ -1157,8 +1160,8 @@ async fn scoped_callers_see_and_spend_only_their_own() {
     ];
     all.sort();
     assert_eq!(list_ids(&admin).await, all);
-    assert_eq!(list_ids(&rocket).await, [mine.id.clone()]);
-    assert_eq!(list_ids(&quiet).await, [theirs.id.clone()]);
+    assert_eq!(list_ids(&rocket).await, [mine.id.as_str()]);
+    assert_eq!(list_ids(&quiet).await, [theirs.id.as_str()]);
     for (who, id) in [
         (&rocket, &theirs.id),
         (&rocket, &"rocket-team".to_owned()),
