@@ -215,7 +215,7 @@ pub struct BudgetProblem {
     pub source: &'static str,
     /// The file, as configured.
     pub file: String,
-    /// When the current content was last found unusable.
+    /// When the refused content was read.
     pub at: DateTime<Utc>,
     /// When this content was first found unusable.
     pub since: DateTime<Utc>,
@@ -543,7 +543,8 @@ impl BudgetStore {
     }
 
     /// Re-reads the budgets file every `every` until `shutdown` turns true (a ConfigMap
-    /// volume swaps the file; comparing content catches that and any edit).
+    /// volume swaps the file; comparing content catches that and any edit), and the
+    /// state file while it is damaged.
     pub fn spawn_reloader(
         self: Arc<Self>,
         every: Duration,

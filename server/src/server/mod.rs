@@ -324,9 +324,10 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
     health::follow(&catalog, reporter, ready_tx, shutdown_rx.clone());
     let auth_reloader = auth_file
         .map(|file| file.spawn_reloader(auth_config.auth_reload_interval, shutdown_rx.clone()));
-    let budgets_reloader = config.budgets.budgets_file.is_some().then(|| {
-        budgets.spawn_reloader(config.budgets.budgets_reload_interval, shutdown_rx.clone())
-    });
+    // Also for the state file alone: a damaged one is read again until it is fixed.
+    let budgets_reloader = (config.budgets.budgets_file.is_some()
+        || config.budgets.state_path(&config.data).is_some())
+    .then(|| budgets.spawn_reloader(config.budgets.budgets_reload_interval, shutdown_rx.clone()));
     let refresher = refresher::spawn(catalog.clone(), config.data.refresh_interval, shutdown_rx);
     tracing::info!(%addr, tls = tls.is_some(), reflection, "listening");
     Ok(ServerHandle {

@@ -219,7 +219,7 @@ impl AttributionApi {
         if !budgets::valid_id(id) {
             return Err(Error::invalid(
                 "id",
-                "is required: a budget id as ListBudgets returns it, e.g. \"b-0123456789abcdef\"",
+                "must be a budget id as ListBudgets returns it (1 to 64 letters, digits, '-', '_' or '.'), e.g. \"b-0123456789abcdef\"",
             )
             .into());
         }
@@ -384,7 +384,15 @@ impl AttributionApi {
         self.pool
             .run(deadline, async move {
                 let _admitted = admit(&admission, small_rows, rows, &caller).await?;
-                telemetry::metrics::rows_scanned(rows, 0, 0, 0);
+                let (mut fine, mut daily, mut monthly) = (0, 0, 0);
+                for used in specs
+                    .iter()
+                    .filter_map(|s| crate::query::plan::layer_use(&snapshot, s).ok())
+                {
+                    (fine, daily, monthly) =
+                        (fine + used.fine, daily + used.daily, monthly + used.monthly);
+                }
+                telemetry::metrics::rows_scanned(rows, fine, daily, monthly);
                 spend::daily(&ctx, &snapshot, &specs).await
             })
             .await

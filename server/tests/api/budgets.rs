@@ -654,7 +654,9 @@ async fn a_damaged_state_file_is_reported_and_never_overwritten() {
     let state = dir.path().join("budgets.json");
     let damaged = b"{\"budgets\": [{\"id\": \"b-1\", \"name\": ".to_vec();
     std::fs::write(&state, &damaged).unwrap();
-    let server = serve(small_export(), &flags(&[("--budgets-state", &state)])).await;
+    let mut args = flags(&[("--budgets-state", &state)]);
+    args.extend(["--budgets-reload-interval".into(), "50ms".into()]);
+    let server = serve(small_export(), &args).await;
     let c = &server.client;
     let problems = budget_problems(c).await;
     assert_eq!(problems.len(), 1, "{problems:?}");
@@ -677,6 +679,26 @@ async fn a_damaged_state_file_is_reported_and_never_overwritten() {
         damaged,
         "the state file is kept as it was"
     );
+    // Repaired by an admin: read again, the problem goes and creating works.
+    std::fs::write(&state, "{\"budgets\": []}").unwrap();
+    eventually("the repaired state file", || async {
+        budget_problems(c).await.is_empty()
+    })
+    .await;
+    let made = c
+        .raw()
+        .create_budget(create(
+            "x",
+            proto::BudgetScope {
+                account_id: ACCT_ROCKET.into(),
+                ..Default::default()
+            },
+            "10",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list_ids(c).await, [made.budget.unwrap().id]);
     server.stop().await;
 }
 
