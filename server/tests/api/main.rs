@@ -5,6 +5,7 @@
 
 mod allocation;
 mod auth;
+mod budgets;
 mod cache;
 mod chargeback;
 mod common;
