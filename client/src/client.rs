@@ -403,6 +403,42 @@ impl Client {
         self.answer(result)
     }
 
+    /// Creates a monthly budget, owned by the caller.
+    pub async fn create_budget(
+        &self,
+        request: proto::CreateBudgetRequest,
+    ) -> Result<proto::CreateBudgetResponse, Error> {
+        let result = self.raw().create_budget(self.request(request)).await;
+        self.answer(result)
+    }
+
+    /// The budgets the caller may see, ordered by id.
+    pub async fn list_budgets(
+        &self,
+        request: proto::ListBudgetsRequest,
+    ) -> Result<proto::ListBudgetsResponse, Error> {
+        let result = self.raw().list_budgets(self.request(request)).await;
+        self.answer(result)
+    }
+
+    /// Deletes a budget created through the API.
+    pub async fn delete_budget(
+        &self,
+        request: proto::DeleteBudgetRequest,
+    ) -> Result<proto::DeleteBudgetResponse, Error> {
+        let result = self.raw().delete_budget(self.request(request)).await;
+        self.answer(result)
+    }
+
+    /// Spend to date, month-end forecast and status of budgets for one month.
+    pub async fn budget_status(
+        &self,
+        request: proto::BudgetStatusRequest,
+    ) -> Result<proto::BudgetStatusResponse, Error> {
+        let result = self.raw().budget_status(self.request(request)).await;
+        self.answer(result)
+    }
+
     /// Days whose spend departs from its trailing baseline, and new spenders (one page).
     pub async fn spend_anomalies(
         &self,

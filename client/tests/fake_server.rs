@@ -154,6 +154,34 @@ impl AttributionService for Fake {
         Err(Status::permission_denied("refresh is disabled"))
     }
 
+    async fn create_budget(
+        &self,
+        _request: Request<proto::CreateBudgetRequest>,
+    ) -> Result<Response<proto::CreateBudgetResponse>, Status> {
+        Err(Status::unimplemented("the fake keeps no budgets"))
+    }
+
+    async fn list_budgets(
+        &self,
+        _request: Request<proto::ListBudgetsRequest>,
+    ) -> Result<Response<proto::ListBudgetsResponse>, Status> {
+        Err(Status::unimplemented("the fake keeps no budgets"))
+    }
+
+    async fn delete_budget(
+        &self,
+        _request: Request<proto::DeleteBudgetRequest>,
+    ) -> Result<Response<proto::DeleteBudgetResponse>, Status> {
+        Err(Status::unimplemented("the fake keeps no budgets"))
+    }
+
+    async fn budget_status(
+        &self,
+        _request: Request<proto::BudgetStatusRequest>,
+    ) -> Result<Response<proto::BudgetStatusResponse>, Status> {
+        Err(Status::unimplemented("the fake keeps no budgets"))
+    }
+
     async fn spend_anomalies(
         &self,
         _request: Request<proto::SpendAnomaliesRequest>,

@@ -28,6 +28,40 @@ pub struct Config {
     /// Metrics, logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
+    /// Budget definitions and where API-created budgets are kept.
+    #[command(flatten)]
+    pub budgets: BudgetsConfig,
+}
+
+/// Budgets: the definitions file and the state file of budgets created through the API.
+#[derive(Debug, Clone, Args)]
+pub struct BudgetsConfig {
+    /// Budgets file (YAML or JSON; a ConfigMap in Kubernetes): read-only definitions,
+    /// re-read when it changes. A file that fails to parse or validate keeps the
+    /// definitions in force and is reported in DataStatus.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_BUDGETS_FILE", value_name = "PATH")]
+    pub budgets_file: Option<PathBuf>,
+
+    /// JSON file keeping the budgets created with CreateBudget (written atomically).
+    /// Defaults to budgets.json in the cache directory; without either, CreateBudget is
+    /// refused.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_BUDGETS_STATE", value_name = "PATH")]
+    pub budgets_state: Option<PathBuf>,
+
+    /// How often the budgets file is checked for changes.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_BUDGETS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub budgets_reload_interval: Duration,
+}
+
+impl BudgetsConfig {
+    /// The state file in effect: `--budgets-state`, else `budgets.json` in the cache
+    /// directory of `data`, else none.
+    pub fn state_path(&self, data: &DataConfig) -> Option<PathBuf> {
+        self.budgets_state.clone().or_else(|| {
+            data.layer_cache_dir()
+                .map(|dir| dir.join(crate::budgets::store::STATE_FILE_NAME))
+        })
+    }
 }
 
 /// Sources of CUR data.

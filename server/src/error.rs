@@ -92,6 +92,26 @@ pub enum Error {
         /// A wait worth suggesting before retrying.
         retry_after: std::time::Duration,
     },
+    /// A named thing does not exist, or the caller may not see it.
+    #[error("{what} not found; {hint}")]
+    NotFound {
+        /// What was asked for, e.g. `budget "b-12"`.
+        what: String,
+        /// Where to find what exists.
+        hint: String,
+    },
+    /// The request cannot be done in the current state of the server.
+    #[error("{reason}")]
+    Precondition {
+        /// Why, and what to change.
+        reason: String,
+    },
+    /// A change could not be saved; nothing changed.
+    #[error("cannot save the budgets ({reason}); nothing changed, try again")]
+    Persist {
+        /// Why, without server paths (those are logged).
+        reason: String,
+    },
     /// No snapshot has been built yet.
     #[error("the billing data is still loading; retry in a few seconds")]
     NotReady,
@@ -138,6 +158,9 @@ impl From<Error> for Status {
             Error::QueryMemory { .. } => Code::ResourceExhausted,
             Error::Overloaded { .. } | Error::CallerOverloaded { .. } => Code::ResourceExhausted,
             Error::NotReady => Code::Unavailable,
+            Error::NotFound { .. } => Code::NotFound,
+            Error::Precondition { .. } => Code::FailedPrecondition,
+            Error::Persist { .. } => Code::Unavailable,
             Error::Deadline => Code::DeadlineExceeded,
             Error::Query(_) | Error::Arrow(_) => Code::Internal,
             Error::Storage(_) => Code::Unavailable,

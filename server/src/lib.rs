@@ -5,11 +5,13 @@
 //! [`rules`], and sums it into compact [`layers`] (fine, daily, monthly; persisted to a
 //! cache directory); [`query`] plans each question over the coarsest exact layers with
 //! DataFusion; [`service`] is the thin tonic adapter, and [`server`] wires them to gRPC
-//! with health and reflection, behind the access control of [`auth`].
+//! with health and reflection, behind the access control of [`auth`]. [`budgets`] keeps
+//! monthly budgets and forecasts where each stands.
 
 pub mod allocate;
 pub mod allocator;
 pub mod auth;
+pub mod budgets;
 pub mod catalog;
 pub mod config;
 pub mod demo;

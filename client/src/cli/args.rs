@@ -150,6 +150,15 @@ pub enum Command {
     /// of a tag key, UNTAGGED included), as CSV for a finance system or Parquet for BI
     /// tools. The rows are checked to add up to the month's totals before writing.
     Chargeback(super::chargeback::ChargebackArgs),
+    /// Create a monthly budget for a scope of spend (tag value, caller, role with its
+    /// sessions, account, model; the options given AND together).
+    CreateBudget(super::budgets::CreateBudgetArgs),
+    /// The budgets you may see.
+    ListBudgets,
+    /// Delete a budget created through the API.
+    DeleteBudget(super::budgets::DeleteBudgetArgs),
+    /// Spend to date, month-end forecast and status of budgets for one month.
+    BudgetStatus(super::budgets::BudgetStatusArgs),
     /// Days whose spend departs from its own trailing baseline (median and median
     /// absolute deviation), and new spenders, per principal, tag value or model.
     SpendAnomalies(super::anomalies::SpendAnomaliesArgs),

@@ -6,6 +6,7 @@
 
 pub mod anomalies;
 pub mod args;
+pub mod budgets;
 pub mod chargeback;
 mod labels;
 mod lists;
@@ -228,6 +229,10 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
             render_refresh(out, format, &refresh)
         }
         Command::Chargeback(args) => chargeback::run(&client, args, out).await,
+        Command::CreateBudget(args) => budgets::create(&client, args, format, out).await,
+        Command::ListBudgets => budgets::list(&client, format, out).await,
+        Command::DeleteBudget(args) => budgets::delete(&client, args, format, out).await,
+        Command::BudgetStatus(args) => budgets::status(&client, args, format, out).await,
         Command::SpendAnomalies(args) => anomalies::run(&client, args, format, out).await,
     }
 }

@@ -27,6 +27,7 @@ pub use shutdown::shutdown_signal;
 
 use crate::{
     auth::{self, AuthFile, AuthLayer},
+    budgets::store::BudgetStore,
     catalog::{Catalog, source::Source, stores::StoreRegistry},
     config::{Config, DataConfig},
     error::Error,
@@ -95,6 +96,7 @@ pub struct ServerHandle {
     serve: JoinHandle<Result<(), tonic::transport::Error>>,
     refresher: JoinHandle<()>,
     auth_reloader: Option<JoinHandle<()>>,
+    budgets_reloader: Option<JoinHandle<()>>,
     ready: watch::Receiver<bool>,
     catalog: Arc<Catalog>,
     metrics: Option<(SocketAddr, JoinHandle<()>)>,
@@ -138,7 +140,10 @@ impl ServerHandle {
     pub async fn shutdown(self) -> Result<(), Error> {
         let _ = self.shutdown.send(true);
         self.refresher.abort();
-        if let Some(reloader) = &self.auth_reloader {
+        for reloader in [&self.auth_reloader, &self.budgets_reloader]
+            .into_iter()
+            .flatten()
+        {
             reloader.abort();
         }
         let served = self.serve.await;
@@ -254,6 +259,10 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
             "page tokens are authenticated with a key of this process only: they will not survive a restart nor page on another replica; give --page-token-key-file"
         ),
     }
+    let budgets = BudgetStore::open(
+        config.budgets.budgets_file.clone(),
+        config.budgets.state_path(&config.data),
+    );
     let api = AttributionApi::new(
         catalog.clone(),
         config.server.query_timeout,
@@ -262,7 +271,8 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
         query_pool.clone(),
     )
     .with_max_range(config.limits.max_range)
-    .with_answer_cache_bytes(config.limits.answer_cache_bytes);
+    .with_answer_cache_bytes(config.limits.answer_cache_bytes)
+    .with_budgets(budgets.clone());
     follow_snapshots(&catalog, api.answer_cache(), shutdown_rx.clone());
     let (ready_tx, ready_rx) = watch::channel(false);
 
@@ -314,6 +324,10 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
     health::follow(&catalog, reporter, ready_tx, shutdown_rx.clone());
     let auth_reloader = auth_file
         .map(|file| file.spawn_reloader(auth_config.auth_reload_interval, shutdown_rx.clone()));
+    // Also for the state file alone: a damaged one is read again until it is fixed.
+    let budgets_reloader = (config.budgets.budgets_file.is_some()
+        || config.budgets.state_path(&config.data).is_some())
+    .then(|| budgets.spawn_reloader(config.budgets.budgets_reload_interval, shutdown_rx.clone()));
     let refresher = refresher::spawn(catalog.clone(), config.data.refresh_interval, shutdown_rx);
     tracing::info!(%addr, tls = tls.is_some(), reflection, "listening");
     Ok(ServerHandle {
@@ -322,6 +336,7 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
         serve,
         refresher,
         auth_reloader,
+        budgets_reloader,
         ready: ready_rx,
         catalog,
         metrics,

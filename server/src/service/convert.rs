@@ -281,7 +281,7 @@ fn strings(
 }
 
 /// At most `max` characters, none of them a control character (NUL, newline...).
-fn text(value: &str, max: usize, what: &str) -> Result<(), String> {
+pub fn text(value: &str, max: usize, what: &str) -> Result<(), String> {
     let chars = value.chars().count();
     if chars > max {
         return Err(format!(
@@ -294,7 +294,8 @@ fn text(value: &str, max: usize, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn account(value: &str) -> Result<(), String> {
+/// A twelve-digit AWS account id.
+pub fn account(value: &str) -> Result<(), String> {
     if is_account_id(value) {
         Ok(())
     } else {
@@ -307,7 +308,7 @@ fn account(value: &str) -> Result<(), String> {
 
 /// A caller as CUR names it: empty (no caller), an ARN `arn:partition:service:region:account:resource`,
 /// or another identity string CUR writes (`bedrock-console-session:unknown`).
-fn principal_filter(value: &str) -> Result<(), String> {
+pub fn principal_filter(value: &str) -> Result<(), String> {
     text(value, MAX_ARN_CHARS, "principals")?;
     if value.starts_with("arn:") {
         let parts: Vec<&str> = value.splitn(6, ':').collect();

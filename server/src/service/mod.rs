@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod anomalies;
+mod budgets;
 pub mod convert;
 pub mod deadline;
 pub mod pool;
@@ -18,6 +19,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     auth::{Caller, Scope, audit, caller_of},
+    budgets::store::BudgetStore,
     catalog::Catalog,
     error::Error,
     query::{
@@ -45,6 +47,8 @@ pub struct AttributionApi {
     max_range: Duration,
     /// Where queries run, apart from the serving runtime.
     pool: Arc<pool::QueryPool>,
+    /// Budget definitions (none, and nowhere to keep new ones, unless configured).
+    budgets: Arc<BudgetStore>,
 }
 
 /// The parts shared by the three grouped answers.
@@ -183,7 +187,14 @@ impl AttributionApi {
             small_rows: limits.small_rows,
             page_keys: Arc::new(page_keys),
             max_range: DEFAULT_MAX_RANGE,
+            budgets: BudgetStore::open(None, None),
         }
+    }
+
+    /// Serves the budgets of `store`.
+    pub fn with_budgets(mut self, store: Arc<BudgetStore>) -> Self {
+        self.budgets = store;
+        self
     }
 
     /// Bounds the answer cache to `bytes` (`--answer-cache-bytes`, estimated).
@@ -736,7 +747,12 @@ impl AttributionService for AttributionApi {
             periods,
             total_line_items: snapshot.line_items() as i64,
             last_refresh: Some(convert::time(snapshot.built_at)),
-            problems: snapshot.problems.iter().map(status::problem).collect(),
+            problems: snapshot
+                .problems
+                .iter()
+                .map(status::problem)
+                .chain(self.budgets.problems().iter().map(budgets::problem))
+                .collect(),
             snapshot_version: snapshot.version,
             schema_notes,
             degraded: status::degraded(&snapshot),
@@ -764,6 +780,34 @@ impl AttributionService for AttributionApi {
             periods_reused: snapshot.stats.reused as i64,
             periods_failed: snapshot.stats.failed as i64,
         }))
+    }
+
+    async fn create_budget(
+        &self,
+        request: Request<pb::CreateBudgetRequest>,
+    ) -> Result<Response<pb::CreateBudgetResponse>, Status> {
+        self.create_budget_rpc(request).await
+    }
+
+    async fn list_budgets(
+        &self,
+        request: Request<pb::ListBudgetsRequest>,
+    ) -> Result<Response<pb::ListBudgetsResponse>, Status> {
+        self.list_budgets_rpc(request).await
+    }
+
+    async fn delete_budget(
+        &self,
+        request: Request<pb::DeleteBudgetRequest>,
+    ) -> Result<Response<pb::DeleteBudgetResponse>, Status> {
+        self.delete_budget_rpc(request).await
+    }
+
+    async fn budget_status(
+        &self,
+        request: Request<pb::BudgetStatusRequest>,
+    ) -> Result<Response<pb::BudgetStatusResponse>, Status> {
+        self.budget_status_rpc(request).await
     }
 
     async fn spend_anomalies(

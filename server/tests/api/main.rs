@@ -6,6 +6,7 @@
 mod allocation;
 mod anomalies;
 mod auth;
+mod budgets;
 mod cache;
 mod chargeback;
 mod common;

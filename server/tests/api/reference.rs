@@ -512,13 +512,18 @@ fn cases() -> Vec<Case> {
 }
 
 pub(crate) fn reference(specs: &[Value]) -> Value {
+    reference_at(crate::common::small_export(), specs)
+}
+
+/// The DuckDB reference's answers to `specs` over the export at `root`.
+pub(crate) fn reference_at(root: &std::path::Path, specs: &[Value]) -> Value {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/reference/duckdb_reference.py"
     );
     let mut child = Command::new("python3")
         .arg(script)
-        .arg(crate::common::small_export())
+        .arg(root)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

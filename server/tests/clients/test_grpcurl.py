@@ -54,7 +54,7 @@ def assert_money(m):
 
 
 def test_rpcs_found():
-    assert len(RPCS) == 9, RPCS
+    assert len(RPCS) == 13, RPCS
 
 
 def test_list(grpcurl_bin, server):
@@ -205,6 +205,72 @@ def test_refresh(grpcurl_bin, server):
     assert refresh["snapshotVersion"] == before["snapshotVersion"]
     assert refresh["periods"] == refresh["periodsReused"] == "8", refresh
     assert refresh["lineItems"] == before["totalLineItems"]
+
+
+def new_budget(grpcurl_bin, server, name, **scope):
+    body = {"name": name, "scope": scope or {"tag": {"key": "iamPrincipal/team", "value": "search"}},
+            "monthly_amount": {"currency_code": "USD", "exact": "1500"}}
+    return call(grpcurl_bin, server, "CreateBudget", body)["budget"]
+
+
+def test_create_budget(grpcurl_bin, server):
+    b = new_budget(grpcurl_bin, server, "grpcurl create", account_id="345678901234",
+                   model="Claude Sonnet 4.6")
+    assert re.fullmatch(r"b-[0-9a-f]{16}", b["id"]), b
+    assert b["scope"] == {"accountId": "345678901234", "model": "Claude Sonnet 4.6"}, b
+    assert b["monthlyAmount"]["exact"] == "1500.0000000000", b
+    assert b["thresholds"] == ["0.8", "1"] and b["origin"] == "BUDGET_ORIGIN_API", b
+    call(grpcurl_bin, server, "DeleteBudget", {"id": b["id"]})
+    result = grpcurl(grpcurl_bin, server, f"{SERVICE}/CreateBudget", check=False,
+                     body={"name": "x", "scope": {"account_id": "12345"},
+                           "monthly_amount": {"currency_code": "USD", "exact": "1"}})
+    assert result.returncode == 67 and "scope.account_id" in result.stderr, result.stderr
+
+
+def test_list_budgets(grpcurl_bin, server):
+    b = new_budget(grpcurl_bin, server, "grpcurl list")
+    listed = call(grpcurl_bin, server, "ListBudgets", {})["budgets"]
+    assert b in listed, listed
+    call(grpcurl_bin, server, "DeleteBudget", {"id": b["id"]})
+
+
+def test_delete_budget(grpcurl_bin, server):
+    b = new_budget(grpcurl_bin, server, "grpcurl delete")
+    assert call(grpcurl_bin, server, "DeleteBudget", {"id": b["id"]}) == {}
+    listed = call(grpcurl_bin, server, "ListBudgets", {}).get("budgets", [])
+    assert b["id"] not in [x["id"] for x in listed]
+    result = grpcurl(grpcurl_bin, server, f"{SERVICE}/DeleteBudget", body={"id": b["id"]},
+                     check=False)
+    # 64 + 5: NOT_FOUND.
+    assert result.returncode == 69, (result.returncode, result.stderr)
+
+
+def test_budget_status(grpcurl_bin, server):
+    b = new_budget(grpcurl_bin, server, "grpcurl status")
+    answer = call(grpcurl_bin, server, "BudgetStatus",
+                  {"as_of": "2026-07-20T00:00:00Z", "budget_ids": [b["id"]]})
+    call(grpcurl_bin, server, "DeleteBudget", {"id": b["id"]})
+    assert answer["month"] == "2026-07" and answer["asOf"] == "2026-07-20T00:00:00Z", answer
+    [report] = answer["budgets"]
+    inputs = report["forecastInputs"]
+    assert inputs["daysAveraged"] == 7 and inputs["remainingHours"] == "288", inputs
+    assert inputs["averagedFrom"] == "2026-07-12T00:00:00Z", inputs
+    for m in (report["spendToDate"], report["forecast"], inputs["dailyAverage"]):
+        assert_money(m)
+    # Spend to date is the team's USD cost over July 1st to the 20th, as CostByTag says.
+    by_tag = call(grpcurl_bin, server, "CostByTag",
+                  {"time_range": {"start": "2026-07-01T00:00:00Z", "end": "2026-07-20T00:00:00Z"},
+                   "tag_key": "iamPrincipal/team",
+                   "filter": {"tags": [{"key": "iamPrincipal/team", "values": ["search"]}]}})
+    usd = [r["cost"]["exact"] for r in by_tag["rows"] if r["cost"]["currencyCode"] == "USD"]
+    assert [report["spendToDate"]["exact"]] == usd, (report, by_tag)
+    # Forecast = spend + average x 12 days, to within the rounding of the shown average.
+    spend, forecast = Decimal(report["spendToDate"]["exact"]), Decimal(report["forecast"]["exact"])
+    average = Decimal(inputs["dailyAverage"]["exact"])
+    assert abs(forecast - (spend + average * 12)) <= Decimal("1e-9"), report
+    expected = ("BUDGET_STATE_OVER" if spend >= 1500 else
+                "BUDGET_STATE_FORECAST_OVER" if forecast >= 1500 else "BUDGET_STATE_OK")
+    assert report["status"] == expected, report
 
 
 def test_every_rpc_called():

@@ -338,6 +338,117 @@ def refresh(pb2, stub, cli_doc):
             "line_items": r.line_items, "problems": [problem(p) for p in r.problems]}
 
 
+def budget(pb2, b):
+    """A Budget as the CLI's JSON shows it."""
+    s = b.scope
+    return {
+        "id": b.id, "name": b.name,
+        "scope": {"tag": {"key": s.tag.key, "value": s.tag.value} if s.HasField("tag") else None,
+                  "principal_arn": s.principal_arn, "role_arn": s.role_arn,
+                  "account_id": s.account_id, "model": s.model},
+        "monthly_amount": money(b.monthly_amount),
+        "thresholds": list(b.thresholds),
+        "owner": b.owner,
+        "origin": label(pb2.BudgetOrigin.Name(b.origin), "BUDGET_ORIGIN_"),
+        "created_at": rfc3339(b.created_at) if b.HasField("created_at") else "",
+    }
+
+
+def new_budget(pb2, stub, name):
+    """A budget of the search team in account 345678901234, created for one case."""
+    request = pb2.CreateBudgetRequest(
+        name=name,
+        scope=pb2.BudgetScope(tag=pb2.BudgetTag(key="iamPrincipal/team", value="search"),
+                              account_id="345678901234"),
+        monthly_amount=pb2.Money(currency_code="USD", exact="1500"),
+        thresholds=["0.5", "1"])
+    return stub.CreateBudget(request, timeout=TIMEOUT_S).budget
+
+
+def delete(pb2, stub, budget_id):
+    stub.DeleteBudget(pb2.DeleteBudgetRequest(id=budget_id), timeout=TIMEOUT_S)
+
+
+def create_budget(pb2, stub, cli_doc):
+    request = pb2.CreateBudgetRequest(
+        name="cli case",
+        scope=pb2.BudgetScope(account_id="345678901234", model="Claude Sonnet 4.6"),
+        monthly_amount=pb2.Money(currency_code="USD", exact="2500"),
+        thresholds=["0.9"])
+    doc = budget(pb2, stub.CreateBudget(request, timeout=TIMEOUT_S).budget)
+    delete(pb2, stub, doc["id"])
+    # Each created its own: the server's id and time differ, everything else must not.
+    created = cli_doc["budget"]
+    delete(pb2, stub, created["id"])
+    assert doc["id"].startswith("b-") and created["id"].startswith("b-"), (doc, created)
+    assert doc["id"] != created["id"] and doc["created_at"] and created["created_at"]
+    doc["id"], doc["created_at"] = created["id"], created["created_at"]
+    return {"budget": doc}
+
+
+def list_budgets(pb2, stub, cli_doc):
+    answer = stub.ListBudgets(pb2.ListBudgetsRequest(), timeout=TIMEOUT_S)
+    doc = {"budgets": [budget(pb2, b) for b in answer.budgets]}
+    for b in answer.budgets:
+        if b.name == "list case":
+            delete(pb2, stub, b.id)
+    return doc
+
+
+def delete_budget(pb2, stub, cli_doc):
+    mine = new_budget(pb2, stub, "delete case (python)")
+    assert stub.DeleteBudget(pb2.DeleteBudgetRequest(id=mine.id), timeout=TIMEOUT_S) \
+        == pb2.DeleteBudgetResponse()
+    left = {b.id for b in stub.ListBudgets(pb2.ListBudgetsRequest(), timeout=TIMEOUT_S).budgets}
+    assert mine.id not in left and cli_doc["deleted"] not in left, left
+    with pytest.raises(grpc.RpcError) as error:
+        delete(pb2, stub, cli_doc["deleted"])
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    return {"deleted": cli_doc["deleted"]}
+
+
+def budget_status(pb2, stub, cli_doc):
+    as_of = Timestamp()
+    as_of.FromJsonString("2026-07-20T00:00:00Z")
+    ids = [r["budget"]["id"] for r in cli_doc["budgets"]]
+    a = stub.BudgetStatus(pb2.BudgetStatusRequest(as_of=as_of, budget_ids=ids),
+                          timeout=TIMEOUT_S)
+    for i in ids:
+        delete(pb2, stub, i)
+    reports = []
+    for r in a.budgets:
+        f = r.forecast_inputs
+        reports.append({
+            "budget": budget(pb2, r.budget),
+            "status": label(pb2.BudgetState.Name(r.status), "BUDGET_STATE_"),
+            "spend_to_date": money(r.spend_to_date), "forecast": money(r.forecast),
+            "thresholds_crossed": list(r.thresholds_crossed),
+            "thresholds_forecast": list(r.thresholds_forecast),
+            "daily_average": money(f.daily_average), "days_averaged": f.days_averaged,
+            "averaged_from": rfc3339(f.averaged_from) if f.HasField("averaged_from") else "",
+            "averaged_to": rfc3339(f.averaged_to) if f.HasField("averaged_to") else "",
+            "remaining_hours": f.remaining_hours, "remaining_days": f.remaining_days,
+            "notes": list(r.notes),
+        })
+    return {"month": a.month, "as_of": rfc3339(a.as_of),
+            "newest_usage_hour": rfc3339(a.newest_usage_hour),
+            "snapshot_version": a.info.snapshot_version, "budgets": reports}
+
+
+def list_budgets_args(pb2, stub):
+    new_budget(pb2, stub, "list case")
+    return ["list-budgets"]
+
+
+def delete_budget_args(pb2, stub):
+    return ["delete-budget", new_budget(pb2, stub, "delete case").id]
+
+
+def budget_status_args(pb2, stub):
+    return ["budget-status", "--as-of", "2026-07-20",
+            "--budget", new_budget(pb2, stub, "status case").id]
+
+
 CASES = [
     (cost_by_principal_role, ["cost-by-principal", *CLI_JULY, "--by", "role"]),
     (cost_by_principal_allocated,
@@ -366,6 +477,11 @@ CASES = [
       "--tag-key", "iamPrincipal/team", "--baseline-days", "7", "--min-factor", "2",
       "--min-z", "2.5", "--min-excess", "0.5", "--line-item-type", "Usage"]),
     (data_status, ["status"]),
+    (create_budget, ["create-budget", "--name", "cli case", "--account", "345678901234",
+                     "--model", "Claude Sonnet 4.6", "--amount", "2500", "--threshold", "0.9"]),
+    (list_budgets, list_budgets_args),
+    (delete_budget, delete_budget_args),
+    (budget_status, budget_status_args),
     (refresh, ["refresh"]),
 ]
 
@@ -396,12 +512,16 @@ def test_every_rpc_has_a_case(stubs):
 @pytest.mark.parametrize("case, args", CASES, ids=[case.__name__ for case, _ in CASES])
 def test_same_answer_as_the_rust_client(client, cli_bin, server, case, args):
     pb2, stub = client
+    if callable(args):
+        # Budget cases make what the command acts on first.
+        args = args(pb2, stub)
     cli_doc = cli_json(cli_bin, server, args)
     wire_doc = case(pb2, stub, cli_doc)
     assert wire_doc == cli_doc
     # Each question has an answer: an empty one would compare equal and test nothing.
     listed = [v for v in wire_doc.values() if isinstance(v, list) and v]
-    assert listed or wire_doc.get("periods") or "line_items" in wire_doc, wire_doc
+    assert (listed or wire_doc.get("periods") or "line_items" in wire_doc
+            or wire_doc.get("budget") or wire_doc.get("deleted")), wire_doc
 
 
 def test_same_error_as_the_rust_client(client, cli_bin, server):

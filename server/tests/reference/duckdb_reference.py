@@ -395,6 +395,8 @@ LIST_FILTERS = {
     "payer_account_ids": "payer",
     "usage_categories": "usage_category",
     "routings": "routing",
+    # A role with every session of it (budgets): the role key, as principal_role groups.
+    "roles": "principal_role",
 }
 
 

@@ -1,0 +1,466 @@
+//! The budget RPCs: validate, check the caller's rights, call the budget store or run
+//! the spend plans, convert back. Admins (and every caller without access control) see
+//! and manage every budget; other callers only the budgets they created, and every
+//! spend figure they get is computed within their scope.
+
+use std::sync::Arc;
+
+use bedrock_attribution::v1 as pb;
+use chrono::{DateTime, TimeZone, Utc};
+use tonic::{Request, Response, Status};
+
+use super::{AttributionApi, admission, admit, convert, deadline};
+use crate::{
+    auth::{Caller, caller_of},
+    budgets::{
+        self, Budget, Draft, Fields, Origin,
+        forecast::{self, HOUR},
+        spend,
+        store::BudgetProblem,
+    },
+    error::Error,
+    rules::money,
+    snapshot::{Snapshot, period_span},
+    telemetry::{self, rpc::record_rows},
+};
+
+/// Whether `caller` may see `budget`.
+fn visible(caller: Option<&Caller>, budget: &Budget) -> bool {
+    match caller {
+        None => true,
+        Some(c) => c.admin || budget.owner.as_deref() == Some(c.name.as_str()),
+    }
+}
+
+/// A budget for the wire.
+fn budget(b: &Budget) -> pb::Budget {
+    let s = &b.scope;
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    pb::Budget {
+        id: b.id.clone(),
+        name: b.name.clone(),
+        scope: Some(pb::BudgetScope {
+            tag: s.tag.as_ref().map(|(key, value)| pb::BudgetTag {
+                key: key.clone(),
+                value: value.clone(),
+            }),
+            principal_arn: text(&s.principal_arn),
+            role_arn: text(&s.role_arn),
+            account_id: text(&s.account_id),
+            model: text(&s.model),
+        }),
+        monthly_amount: Some(convert::money(&b.currency, b.amount.units)),
+        thresholds: b.thresholds.iter().map(|t| t.text.clone()).collect(),
+        owner: b.owner.clone().unwrap_or_default(),
+        origin: match b.origin {
+            Origin::File => pb::BudgetOrigin::File,
+            Origin::Api => pb::BudgetOrigin::Api,
+        }
+        .into(),
+        created_at: b.created_at.map(convert::time),
+    }
+}
+
+/// A budgets problem as `DataStatus` lists it.
+pub(super) fn problem(p: &BudgetProblem) -> pb::Problem {
+    pb::Problem {
+        at: Some(convert::time(p.at)),
+        since: Some(convert::time(p.since)),
+        source: p.source.to_owned(),
+        file: p.file.clone(),
+        message: p.message.clone(),
+        impact: p.impact.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// The draft of a CreateBudget request; the amount from `exact`, else `units`/`nanos`.
+fn draft(r: &pb::CreateBudgetRequest) -> Result<Draft, Error> {
+    let scope = r.scope.clone().unwrap_or_default();
+    let m = r.monthly_amount.as_ref().ok_or_else(|| {
+        Error::invalid(
+            "monthly_amount",
+            "is required: {\"currency_code\": \"USD\", \"exact\": \"1500\"}",
+        )
+    })?;
+    let amount = if m.exact.is_empty() {
+        match (m.units, m.nanos) {
+            (u, n) if u < 0 || n < 0 => "-1".to_owned(),
+            (u, 0) => u.to_string(),
+            (u, n) => format!("{u}.{n:09}"),
+        }
+    } else {
+        m.exact.clone()
+    };
+    Ok(Draft {
+        name: r.name.clone(),
+        tag: scope.tag.map(|t| (t.key, t.value)),
+        principal_arn: scope.principal_arn,
+        role_arn: scope.role_arn,
+        account_id: scope.account_id,
+        model: scope.model,
+        amount,
+        currency: m.currency_code.clone(),
+        thresholds: r.thresholds.clone(),
+    })
+}
+
+/// A budget scope outside a caller's scope, refused with the budget's field names.
+fn check_scope(caller: &Caller, scope: &budgets::BudgetScope) -> Result<(), Error> {
+    caller
+        .scope
+        .check(&scope.filter(), &caller.name)
+        .map_err(|e| match e {
+            Error::PermissionDenied { what, reason } => Error::PermissionDenied {
+                what: match what.as_str() {
+                    "filter.account_ids" => "scope.account_id",
+                    "filter.principals" => "scope.principal_arn",
+                    "filter.tags" => "scope.tag",
+                    other => other,
+                }
+                .to_owned(),
+                reason,
+            },
+            other => other,
+        })
+}
+
+/// `YYYY-MM` as `[start, end)` in µs.
+fn month(text: &str) -> Result<(i64, i64), Error> {
+    let shaped = text.len() == 7 && text.as_bytes()[4] == b'-';
+    shaped.then(|| period_span(text)).flatten().ok_or_else(|| {
+        Error::invalid(
+            "month",
+            format!(
+                "{:?} is not a month: use YYYY-MM, e.g. \"2026-07\"",
+                text.chars().take(20).collect::<String>()
+            ),
+        )
+    })
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn at(us: i64) -> DateTime<Utc> {
+    Utc.timestamp_micros(us).single().unwrap_or_default()
+}
+
+/// The month `[start, end)` holding the instant `us`.
+fn month_of(us: i64) -> (i64, i64) {
+    let name = at(us).format("%Y-%m").to_string();
+    period_span(&name).unwrap_or((us, us))
+}
+
+/// The first and last usage start of the snapshot (µs).
+fn data_span(snapshot: &Snapshot) -> Option<(i64, i64)> {
+    snapshot
+        .periods
+        .iter()
+        .filter_map(|p| p.usage_span)
+        .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
+}
+
+impl AttributionApi {
+    pub(super) async fn create_budget_rpc(
+        &self,
+        request: Request<pb::CreateBudgetRequest>,
+    ) -> Result<Response<pb::CreateBudgetResponse>, Status> {
+        let caller = caller_of(&request);
+        let r = request.get_ref();
+        let definition = budgets::validate(&draft(r)?, Fields::RPC)?;
+        if let Some(m) = &r.monthly_amount
+            && !m.exact.is_empty()
+            && (m.units, m.nanos) != (0, 0)
+            && money::units_and_nanos(definition.amount.units) != (m.units, m.nanos)
+        {
+            return Err(Error::invalid(
+                "monthly_amount",
+                "exact and units/nanos disagree; send exact alone",
+            )
+            .into());
+        }
+        if let Some(c) = caller
+            && !c.admin
+        {
+            check_scope(c, &definition.scope)?;
+        }
+        let owner = caller.map(|c| c.name.clone());
+        let created = self.budgets.create(definition, owner).await?;
+        record_rows("CreateBudget", 1);
+        Ok(Response::new(pb::CreateBudgetResponse {
+            budget: Some(budget(&created)),
+        }))
+    }
+
+    pub(super) async fn list_budgets_rpc(
+        &self,
+        request: Request<pb::ListBudgetsRequest>,
+    ) -> Result<Response<pb::ListBudgetsResponse>, Status> {
+        let caller = caller_of(&request);
+        let budgets: Vec<pb::Budget> = self
+            .budgets
+            .all()
+            .iter()
+            .filter(|b| visible(caller, b))
+            .map(|b| budget(b))
+            .collect();
+        record_rows("ListBudgets", budgets.len());
+        Ok(Response::new(pb::ListBudgetsResponse { budgets }))
+    }
+
+    pub(super) async fn delete_budget_rpc(
+        &self,
+        request: Request<pb::DeleteBudgetRequest>,
+    ) -> Result<Response<pb::DeleteBudgetResponse>, Status> {
+        let caller = caller_of(&request);
+        let id = &request.get_ref().id;
+        if !budgets::valid_id(id) {
+            return Err(Error::invalid(
+                "id",
+                "must be a budget id as ListBudgets returns it (1 to 64 letters, digits, '-', '_' or '.'), e.g. \"b-0123456789abcdef\"",
+            )
+            .into());
+        }
+        self.budgets.delete(id, |b| visible(caller, b)).await?;
+        record_rows("DeleteBudget", 1);
+        Ok(Response::new(pb::DeleteBudgetResponse {}))
+    }
+
+    pub(super) async fn budget_status_rpc(
+        &self,
+        request: Request<pb::BudgetStatusRequest>,
+    ) -> Result<Response<pb::BudgetStatusResponse>, Status> {
+        let caller = caller_of(&request);
+        let r = request.get_ref();
+        let month = (!r.month.is_empty()).then(|| month(&r.month)).transpose()?;
+        let as_of = match &r.as_of {
+            None => None,
+            Some(t) => {
+                let t = u32::try_from(t.nanos)
+                    .ok()
+                    .and_then(|n| Utc.timestamp_opt(t.seconds, n).single())
+                    .ok_or_else(|| Error::invalid("as_of", "is not a valid timestamp"))?;
+                if micros(t).rem_euclid(HOUR) != 0 {
+                    return Err(Error::invalid(
+                        "as_of",
+                        format!(
+                            "{} is not on a whole hour; CUR usage is hourly, e.g. \"2026-07-20T00:00:00Z\"",
+                            t.to_rfc3339()
+                        ),
+                    )
+                    .into());
+                }
+                Some(micros(t))
+            }
+        };
+        if r.budget_ids.len() > budgets::MAX_BUDGETS {
+            return Err(Error::invalid(
+                "budget_ids",
+                format!(
+                    "has {} ids; at most {}",
+                    r.budget_ids.len(),
+                    budgets::MAX_BUDGETS
+                ),
+            )
+            .into());
+        }
+        let snapshot = self.catalog.require_snapshot()?;
+        let span = data_span(&snapshot);
+        let newest_hour = span.map(|(_, hi)| hi.div_euclid(HOUR) * HOUR);
+        let data_end = newest_hour.map(|h| h + HOUR);
+        let ((month_start, month_end), as_of) = match (month, as_of) {
+            (Some((start, end)), Some(a)) => {
+                if a < start || a > end {
+                    return Err(Error::invalid(
+                        "as_of",
+                        format!("{} is outside month {}", at(a).to_rfc3339(), r.month),
+                    )
+                    .into());
+                }
+                ((start, end), a)
+            }
+            (Some((start, end)), None) => {
+                ((start, end), data_end.unwrap_or(start).clamp(start, end))
+            }
+            (None, Some(a)) => (month_of(a - 1), a),
+            (None, None) => {
+                let Some(end) = data_end else {
+                    return Err(Error::Precondition {
+                        reason: "the data holds no usage yet, so there is no newest hour to report as of; give month (YYYY-MM) or as_of".into(),
+                    }
+                    .into());
+                };
+                (month_of(end - 1), end)
+            }
+        };
+        let visible_budgets: Vec<Arc<Budget>> = self
+            .budgets
+            .all()
+            .into_iter()
+            .filter(|b| visible(caller, b))
+            .collect();
+        let chosen: Vec<Arc<Budget>> = if r.budget_ids.is_empty() {
+            visible_budgets
+        } else {
+            let mut chosen = Vec::new();
+            for (i, id) in r.budget_ids.iter().enumerate() {
+                let Some(b) = visible_budgets.iter().find(|b| &b.id == id) else {
+                    return Err(Error::NotFound {
+                        what: format!(
+                            "budget_ids[{i}]: budget {:?}",
+                            id.chars().take(64).collect::<String>()
+                        ),
+                        hint: "ListBudgets lists the budgets you may see".into(),
+                    }
+                    .into());
+                };
+                if !chosen.iter().any(|c: &Arc<Budget>| c.id == b.id) {
+                    chosen.push(b.clone());
+                }
+            }
+            chosen.sort_by(|a, b| a.id.cmp(&b.id));
+            chosen
+        };
+
+        let scope = caller.map(|c| c.scope.clone()).unwrap_or_default();
+        let (start, end) = (at(month_start), at(as_of));
+        let planned: Vec<Option<crate::query::QuerySpec>> = chosen
+            .iter()
+            .map(|b| spend::spec(b, &snapshot, start, end, &scope))
+            .collect();
+        let specs: Vec<crate::query::QuerySpec> = planned.iter().flatten().cloned().collect();
+        let series = self.spend(&request, &snapshot, specs).await?;
+        let mut series = series.into_iter();
+
+        let (data_first, data_end_or_start) = match (span, data_end) {
+            (Some((lo, _)), Some(end)) => (lo, end),
+            _ => (month_start, month_start),
+        };
+        let window = forecast::window(month_start, as_of, data_first, data_end_or_start);
+        let remaining_hours = (month_end - as_of) / HOUR;
+        let reports = chosen
+            .iter()
+            .zip(&planned)
+            .map(|(b, planned)| {
+                let daily = match planned {
+                    Some(_) => series.next().unwrap_or_default(),
+                    None => spend::Daily::new(),
+                };
+                report(b, planned.is_some(), &daily, window, remaining_hours)
+            })
+            .collect::<Vec<_>>();
+        record_rows("BudgetStatus", reports.len());
+        Ok(Response::new(pb::BudgetStatusResponse {
+            budgets: reports,
+            month: at(month_start).format("%Y-%m").to_string(),
+            as_of: Some(convert::time(at(as_of))),
+            newest_usage_hour: newest_hour.map(|h| convert::time(at(h))),
+            info: Some(pb::AnswerInfo {
+                snapshot_version: snapshot.version,
+                notes: Vec::new(),
+            }),
+        }))
+    }
+
+    /// The daily spend of `specs` as one plan (per [`spend::BUDGETS_PER_PLAN`]), run on
+    /// the query pool after admission, within the request's deadline.
+    async fn spend<R>(
+        &self,
+        request: &Request<R>,
+        snapshot: &Arc<Snapshot>,
+        specs: Vec<crate::query::QuerySpec>,
+    ) -> Result<Vec<spend::Daily>, Error> {
+        if specs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let deadline = tokio::time::Instant::now()
+            + deadline::effective(request.metadata(), self.query_timeout);
+        let caller = admission::caller_key(request.extensions());
+        let rows = spend::rows_to_scan(snapshot, &specs)?;
+        let (admission, small_rows) = (self.admission.clone(), self.small_rows);
+        let (ctx, snapshot) = (self.catalog.session().clone(), snapshot.clone());
+        self.pool
+            .run(deadline, async move {
+                let _admitted = admit(&admission, small_rows, rows, &caller).await?;
+                let (mut fine, mut daily, mut monthly) = (0, 0, 0);
+                for used in specs
+                    .iter()
+                    .filter_map(|s| crate::query::plan::layer_use(&snapshot, s).ok())
+                {
+                    (fine, daily, monthly) =
+                        (fine + used.fine, daily + used.daily, monthly + used.monthly);
+                }
+                telemetry::metrics::rows_scanned(rows, fine, daily, monthly);
+                spend::daily(&ctx, &snapshot, &specs).await
+            })
+            .await
+    }
+}
+
+/// One budget's report from its daily spend.
+fn report(
+    b: &Budget,
+    matched: bool,
+    daily: &spend::Daily,
+    window: forecast::Window,
+    remaining_hours: i64,
+) -> pb::BudgetReport {
+    let empty = Default::default();
+    let days = daily.get(&b.currency).unwrap_or(&empty);
+    let spend: i128 = days.values().sum();
+    let window_spend: i128 = days.range(window.from..window.to).map(|(_, v)| *v).sum();
+    let f = forecast::forecast(spend, window_spend, window.days, remaining_hours);
+    let amount = b.amount.units;
+    let status = if spend >= amount {
+        pb::BudgetState::Over
+    } else if f.month_end >= amount {
+        pb::BudgetState::ForecastOver
+    } else {
+        pb::BudgetState::Ok
+    };
+    let reached = |value: i128| {
+        b.thresholds
+            .iter()
+            .filter(|t| t.reached(value, amount))
+            .map(|t| t.text.clone())
+            .collect()
+    };
+    let mut notes = Vec::new();
+    if !matched {
+        notes.push(
+            "the scope matches no caller in the data (no caller of the role, or the principal is not one of its sessions): spend is zero".to_owned(),
+        );
+    }
+    for (currency, days) in daily {
+        let other: i128 = days.values().sum();
+        if currency != &b.currency && other != 0 {
+            notes.push(format!(
+                "the scope also spent {} {currency} this month, which a {} budget does not count",
+                money::exact_string(other),
+                b.currency
+            ));
+        }
+    }
+    pb::BudgetReport {
+        budget: Some(budget(b)),
+        spend_to_date: Some(convert::money(&b.currency, spend)),
+        forecast: Some(convert::money(&b.currency, f.month_end)),
+        status: status.into(),
+        thresholds_crossed: reached(spend),
+        thresholds_forecast: reached(f.month_end),
+        forecast_inputs: Some(pb::BudgetForecastInputs {
+            daily_average: Some(convert::money(&b.currency, f.daily_average)),
+            days_averaged: window.days as i32,
+            averaged_from: (window.days > 0).then(|| convert::time(at(window.from))),
+            averaged_to: Some(convert::time(at(window.to))),
+            remaining_hours,
+            remaining_days: money::exact_string(forecast::div_half_even(
+                i128::from(remaining_hours) * 10_i128.pow(money::SCALE),
+                24,
+            )),
+        }),
+        notes,
+    }
+}
