@@ -4,6 +4,7 @@
 //! scanned are counted here, around the calls that decide them.
 
 pub mod admission;
+pub mod budget_watch;
 mod budgets;
 pub mod convert;
 pub mod deadline;
@@ -48,6 +49,14 @@ pub struct AttributionApi {
     pool: Arc<pool::QueryPool>,
     /// Budget definitions (none, and nowhere to keep new ones, unless configured).
     budgets: Arc<BudgetStore>,
+    /// Open WatchBudgets streams.
+    watches: Arc<budget_watch::WatchSlots>,
+    /// Turns true at shutdown: long-lived streams end then, so that they do not hold
+    /// the drain open.
+    shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The callers file, when access control is on: open streams end when their
+    /// caller's entry changes.
+    auth_file: Option<Arc<crate::auth::AuthFile>>,
 }
 
 /// The parts shared by the three grouped answers.
@@ -187,7 +196,22 @@ impl AttributionApi {
             page_keys: Arc::new(page_keys),
             max_range: DEFAULT_MAX_RANGE,
             budgets: BudgetStore::open(None, None),
+            watches: Arc::default(),
+            shutdown: None,
+            auth_file: None,
         }
+    }
+
+    /// Ends long-lived streams when `shutdown` turns true.
+    pub fn with_shutdown(mut self, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.shutdown = Some(shutdown);
+        self
+    }
+
+    /// Holds open streams to the callers of `file` as it is reloaded.
+    pub fn with_auth_file(mut self, file: Option<Arc<crate::auth::AuthFile>>) -> Self {
+        self.auth_file = file;
+        self
     }
 
     /// Serves the budgets of `store`.
@@ -807,5 +831,14 @@ impl AttributionService for AttributionApi {
         request: Request<pb::BudgetStatusRequest>,
     ) -> Result<Response<pb::BudgetStatusResponse>, Status> {
         self.budget_status_rpc(request).await
+    }
+
+    type WatchBudgetsStream = budget_watch::EventStream;
+
+    async fn watch_budgets(
+        &self,
+        request: Request<pb::WatchBudgetsRequest>,
+    ) -> Result<Response<Self::WatchBudgetsStream>, Status> {
+        self.watch_budgets_rpc(request).await
     }
 }
