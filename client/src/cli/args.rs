@@ -159,6 +159,9 @@ pub enum Command {
     DeleteBudget(super::budgets::DeleteBudgetArgs),
     /// Spend to date, month-end forecast and status of budgets for one month.
     BudgetStatus(super::budgets::BudgetStatusArgs),
+    /// Follow budget status changes: one line per event as refreshes and budget changes
+    /// move a status (JSON Lines with --format json), until the server ends the stream.
+    WatchBudgets(super::watch::WatchBudgetsArgs),
 }
 
 /// Output format.

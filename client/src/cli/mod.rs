@@ -13,6 +13,7 @@ pub mod request;
 mod rows;
 mod status;
 mod table;
+pub mod watch;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -232,6 +233,7 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::ListBudgets => budgets::list(&client, format, out).await,
         Command::DeleteBudget(args) => budgets::delete(&client, args, format, out).await,
         Command::BudgetStatus(args) => budgets::status(&client, args, format, out).await,
+        Command::WatchBudgets(args) => watch::run(&client, args, format, out).await,
     }
 }
 
