@@ -427,27 +427,27 @@ mod tests {
     #[test]
     fn slots_are_bounded_in_all_and_by_caller_and_given_back() {
         let slots = Arc::new(WatchSlots::new(4, 2));
-        let a1 = slots.take(Some("a")).unwrap();
-        let _a2 = slots.take(Some("a")).unwrap();
-        let e = slots.take(Some("a")).unwrap_err();
+        let a1 = slots.take(Some("a")).expect("a free slot");
+        let _a2 = slots.take(Some("a")).expect("a free slot");
+        let e = slots.take(Some("a")).expect_err("no free slot");
         assert!(e.to_string().contains("caller a already has 2"), "{e}");
         assert_eq!(
             tonic::Status::from(e).code(),
             tonic::Code::ResourceExhausted
         );
-        let _b1 = slots.take(Some("b")).unwrap();
+        let _b1 = slots.take(Some("b")).expect("a free slot");
         // Without access control only the total counts.
-        let anonymous = slots.take(None).unwrap();
-        let e = slots.take(Some("c")).unwrap_err();
+        let anonymous = slots.take(None).expect("a free slot");
+        let e = slots.take(Some("c")).expect_err("no free slot");
         assert!(
             e.to_string().contains("holds 4 WatchBudgets streams"),
             "{e}"
         );
         drop(a1);
-        let _c1 = slots.take(Some("c")).unwrap();
+        let _c1 = slots.take(Some("c")).expect("a free slot");
         assert!(slots.take(None).is_err(), "the total is reached again");
         drop(anonymous);
-        let _again = slots.take(None).unwrap();
+        let _again = slots.take(None).expect("a free slot");
         slots.with_held(|h| {
             assert_eq!(h.open, 4);
             assert_eq!(
