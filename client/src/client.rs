@@ -457,6 +457,18 @@ impl Client {
         collect_pages(request, |r| self.spend_anomalies(r)).await
     }
 
+    /// Follows budget status changes: the events come as refreshes and budget changes
+    /// move a status, until the server ends the stream (at its shutdown, UNAVAILABLE:
+    /// open it again) or the returned [`BudgetEvents`] is dropped. The request timeout
+    /// does not apply: a watch lasts as long as the caller wants.
+    pub async fn watch_budgets(
+        &self,
+        request: proto::WatchBudgetsRequest,
+    ) -> Result<BudgetEvents, Error> {
+        let result = self.raw().watch_budgets(tonic::Request::new(request)).await;
+        self.answer(result).map(|inner| BudgetEvents { inner })
+    }
+
     /// [`Client::cost_by_principal`] over every page, starting at `request.page_token`.
     pub async fn cost_by_principal_all(
         &self,
@@ -512,6 +524,24 @@ impl Client {
         request: proto::ListModelsRequest,
     ) -> Result<proto::ListModelsResponse, Error> {
         collect_pages(request, |r| self.list_models(r)).await
+    }
+}
+
+/// The events of one [`Client::watch_budgets`] call.
+#[derive(Debug)]
+pub struct BudgetEvents {
+    inner: tonic::Streaming<proto::BudgetEvent>,
+}
+
+impl BudgetEvents {
+    /// The next event; `None` when the server ended the stream normally, an error
+    /// (UNAVAILABLE at the server's shutdown, PERMISSION_DENIED when the caller's rights
+    /// changed) when it ended it otherwise.
+    pub async fn next(&mut self) -> Result<Option<proto::BudgetEvent>, Error> {
+        self.inner
+            .message()
+            .await
+            .map_err(|status| Error::from_status(status, None))
     }
 }
 

@@ -19,7 +19,7 @@ mod time;
 
 pub use bedrock_attribution::v1 as proto;
 
-pub use client::{Client, ClientBuilder, Credentials};
+pub use client::{BudgetEvents, Client, ClientBuilder, Credentials};
 pub use error::{Error, code_name};
 pub use money::Money;
 pub use paging::AllRows;

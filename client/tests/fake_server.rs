@@ -188,6 +188,16 @@ impl AttributionService for Fake {
     ) -> Result<Response<proto::SpendAnomaliesResponse>, Status> {
         Err(Status::unimplemented("not faked"))
     }
+
+    type WatchBudgetsStream =
+        tonic::codegen::tokio_stream::Empty<Result<proto::BudgetEvent, Status>>;
+
+    async fn watch_budgets(
+        &self,
+        _request: Request<proto::WatchBudgetsRequest>,
+    ) -> Result<Response<Self::WatchBudgetsStream>, Status> {
+        Err(Status::unimplemented("the fake keeps no budgets"))
+    }
 }
 
 /// Serves the fake on an ephemeral port until the returned sender is dropped.

@@ -115,6 +115,9 @@ pub enum Error {
     /// No snapshot has been built yet.
     #[error("the billing data is still loading; retry in a few seconds")]
     NotReady,
+    /// The server is stopping: long-lived streams end with this.
+    #[error("the server is shutting down; open the stream again (another replica answers)")]
+    ShuttingDown,
     /// A query needed more memory than the server's query memory pool allows.
     #[error(
         "the query needs more memory than the server allows one query ({detail}); narrow the time range, group by fewer dimensions or use a coarser granularity"
@@ -157,7 +160,7 @@ impl From<Error> for Status {
             Error::PermissionDenied { .. } => Code::PermissionDenied,
             Error::QueryMemory { .. } => Code::ResourceExhausted,
             Error::Overloaded { .. } | Error::CallerOverloaded { .. } => Code::ResourceExhausted,
-            Error::NotReady => Code::Unavailable,
+            Error::NotReady | Error::ShuttingDown => Code::Unavailable,
             Error::NotFound { .. } => Code::NotFound,
             Error::Precondition { .. } => Code::FailedPrecondition,
             Error::Persist { .. } => Code::Unavailable,

@@ -162,6 +162,9 @@ pub enum Command {
     /// Days whose spend departs from its own trailing baseline (median and median
     /// absolute deviation), and new spenders, per principal, tag value or model.
     SpendAnomalies(super::anomalies::SpendAnomaliesArgs),
+    /// Follow budget status changes: one line per event as refreshes and budget changes
+    /// move a status (JSON Lines with --format json), until the server ends the stream.
+    WatchBudgets(super::watch::WatchBudgetsArgs),
 }
 
 /// Output format.

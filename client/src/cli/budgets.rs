@@ -301,11 +301,11 @@ struct JsonScope {
 
 /// A budget in JSON.
 #[derive(Debug, Serialize)]
-struct JsonBudget {
+pub(super) struct JsonBudget {
     id: String,
     name: String,
     scope: JsonScope,
-    monthly_amount: labels::JsonMoney,
+    pub(super) monthly_amount: labels::JsonMoney,
     thresholds: Vec<String>,
     owner: String,
     origin: String,
@@ -361,12 +361,12 @@ struct DeletedDocument {
 
 /// One budget's status in JSON.
 #[derive(Debug, Serialize)]
-struct JsonReport {
-    budget: JsonBudget,
+pub(super) struct JsonReport {
+    pub(super) budget: JsonBudget,
     status: String,
-    spend_to_date: labels::JsonMoney,
-    forecast: labels::JsonMoney,
-    thresholds_crossed: Vec<String>,
+    pub(super) spend_to_date: labels::JsonMoney,
+    pub(super) forecast: labels::JsonMoney,
+    pub(super) thresholds_crossed: Vec<String>,
     thresholds_forecast: Vec<String>,
     daily_average: labels::JsonMoney,
     days_averaged: i32,
@@ -386,40 +386,49 @@ struct StatusDocument {
     budgets: Vec<JsonReport>,
 }
 
+/// A budget state as the CLI shows it: `ok`, `forecast-over`, `over`, `unspecified`.
+pub(super) fn state_label(state: proto::BudgetState) -> String {
+    state
+        .as_str_name()
+        .trim_start_matches("BUDGET_STATE_")
+        .to_ascii_lowercase()
+        .replace('_', "-")
+}
+
+impl JsonReport {
+    /// A report for JSON output; amounts checked as every answer's are.
+    pub(super) fn new(r: &proto::BudgetReport) -> Result<Self, CliError> {
+        let inputs = r.forecast_inputs.clone().unwrap_or_default();
+        Ok(JsonReport {
+            budget: JsonBudget::new(&r.budget.clone().unwrap_or_default())?,
+            status: state_label(r.status()),
+            spend_to_date: labels::JsonMoney::from_proto(
+                r.spend_to_date.as_ref(),
+                "spend_to_date",
+            )?,
+            forecast: labels::JsonMoney::from_proto(r.forecast.as_ref(), "forecast")?,
+            thresholds_crossed: r.thresholds_crossed.clone(),
+            thresholds_forecast: r.thresholds_forecast.clone(),
+            daily_average: labels::JsonMoney::from_proto(
+                inputs.daily_average.as_ref(),
+                "daily_average",
+            )?,
+            days_averaged: inputs.days_averaged,
+            averaged_from: labels::opt_timestamp(inputs.averaged_from.as_ref()),
+            averaged_to: labels::opt_timestamp(inputs.averaged_to.as_ref()),
+            remaining_hours: inputs.remaining_hours,
+            remaining_days: inputs.remaining_days.clone(),
+            notes: r.notes.clone(),
+        })
+    }
+}
+
 impl StatusDocument {
     fn new(a: &proto::BudgetStatusResponse) -> Result<Self, CliError> {
         let budgets = a
             .budgets
             .iter()
-            .map(|r| {
-                let inputs = r.forecast_inputs.clone().unwrap_or_default();
-                Ok(JsonReport {
-                    budget: JsonBudget::new(&r.budget.clone().unwrap_or_default())?,
-                    status: r
-                        .status()
-                        .as_str_name()
-                        .trim_start_matches("BUDGET_STATE_")
-                        .to_ascii_lowercase()
-                        .replace('_', "-"),
-                    spend_to_date: labels::JsonMoney::from_proto(
-                        r.spend_to_date.as_ref(),
-                        "spend_to_date",
-                    )?,
-                    forecast: labels::JsonMoney::from_proto(r.forecast.as_ref(), "forecast")?,
-                    thresholds_crossed: r.thresholds_crossed.clone(),
-                    thresholds_forecast: r.thresholds_forecast.clone(),
-                    daily_average: labels::JsonMoney::from_proto(
-                        inputs.daily_average.as_ref(),
-                        "daily_average",
-                    )?,
-                    days_averaged: inputs.days_averaged,
-                    averaged_from: labels::opt_timestamp(inputs.averaged_from.as_ref()),
-                    averaged_to: labels::opt_timestamp(inputs.averaged_to.as_ref()),
-                    remaining_hours: inputs.remaining_hours,
-                    remaining_days: inputs.remaining_days.clone(),
-                    notes: r.notes.clone(),
-                })
-            })
+            .map(JsonReport::new)
             .collect::<Result<_, CliError>>()?;
         Ok(StatusDocument {
             month: a.month.clone(),

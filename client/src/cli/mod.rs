@@ -14,6 +14,7 @@ pub mod request;
 mod rows;
 mod status;
 mod table;
+pub mod watch;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -234,6 +235,7 @@ pub async fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::DeleteBudget(args) => budgets::delete(&client, args, format, out).await,
         Command::BudgetStatus(args) => budgets::status(&client, args, format, out).await,
         Command::SpendAnomalies(args) => anomalies::run(&client, args, format, out).await,
+        Command::WatchBudgets(args) => watch::run(&client, args, format, out).await,
     }
 }
 

@@ -184,6 +184,12 @@ impl Callers {
             })
     }
 
+    /// Whether `caller` is still one of these callers, with the same rights and scope:
+    /// a stream opened by a caller whose entry changed or went away must end.
+    pub fn holds(&self, caller: &Caller) -> bool {
+        self.entries.iter().any(|(_, c)| **c == *caller)
+    }
+
     /// Number of callers.
     pub fn len(&self) -> usize {
         self.entries.len()

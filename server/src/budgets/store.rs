@@ -246,6 +246,9 @@ pub struct BudgetStore {
     inner: RwLock<Inner>,
     /// Serialises creations and deletions, each a read-modify-write of the state file.
     writes: tokio::sync::Mutex<()>,
+    /// Counts changes of the budgets in force, so that watch streams recompute when
+    /// budgets are created, deleted or reloaded, not only when the data changes.
+    changes: watch::Sender<u64>,
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -309,6 +312,7 @@ impl BudgetStore {
             state,
             inner: RwLock::new(Inner::default()),
             writes: tokio::sync::Mutex::new(()),
+            changes: watch::Sender::new(0),
         });
         if let Some(state) = &store.state {
             remove_leftovers(state);
@@ -350,6 +354,7 @@ impl BudgetStore {
                 tracing::info!(path = %path.display(), budgets = budgets.len(), "budgets state loaded");
                 inner.stored = budgets.into_iter().map(Arc::new).collect();
                 inner.state_problem = None;
+                self.changed();
             }
             Err(message) => {
                 tracing::warn!(path = %path.display(), "budgets state file unusable, kept as it is; creating and deleting budgets is refused until it is fixed: {message}");
@@ -414,6 +419,7 @@ impl BudgetStore {
                     tracing::info!(path = %path.display(), budgets = budgets.len(), "budgets file loaded");
                     inner.configured = budgets.into_iter().map(Arc::new).collect();
                     inner.file_problem = None;
+                    self.changed();
                     true
                 }
                 Err(message) => {
@@ -434,6 +440,17 @@ impl BudgetStore {
                 }
             }
         })
+    }
+
+    /// Marks a change of the budgets in force (after it took effect).
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Follows changes of the budgets in force: the value changes after each creation,
+    /// deletion or reload that changed them.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Every budget in force, ordered by id.
@@ -492,6 +509,7 @@ impl BudgetStore {
         next.push(budget.clone());
         persist(path, &next).await?;
         self.write_inner(|i| i.stored = next);
+        self.changed();
         tracing::info!(id = %budget.id, owner = ?budget.owner, "budget created");
         Ok(budget)
     }
@@ -523,6 +541,7 @@ impl BudgetStore {
         next.remove(at);
         persist(path, &next).await?;
         self.write_inner(|i| i.stored = next);
+        self.changed();
         tracing::info!(id, "budget deleted");
         Ok(())
     }

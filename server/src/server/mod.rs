@@ -272,7 +272,9 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
     )
     .with_max_range(config.limits.max_range)
     .with_answer_cache_bytes(config.limits.answer_cache_bytes)
-    .with_budgets(budgets.clone());
+    .with_budgets(budgets.clone())
+    .with_shutdown(shutdown_rx.clone())
+    .with_auth_file(auth_file.clone());
     follow_snapshots(&catalog, api.answer_cache(), shutdown_rx.clone());
     let (ready_tx, ready_rx) = watch::channel(false);
 

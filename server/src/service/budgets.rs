@@ -3,7 +3,7 @@
 //! and manage every budget; other callers only the budgets they created, and every
 //! spend figure they get is computed within their scope.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use bedrock_attribution::v1 as pb;
 use chrono::{DateTime, TimeZone, Utc};
@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// Whether `caller` may see `budget`.
-fn visible(caller: Option<&Caller>, budget: &Budget) -> bool {
+pub(super) fn visible(caller: Option<&Caller>, budget: &Budget) -> bool {
     match caller {
         None => true,
         Some(c) => c.admin || budget.owner.as_deref() == Some(c.name.as_str()),
@@ -125,6 +125,18 @@ fn check_scope(caller: &Caller, scope: &budgets::BudgetScope) -> Result<(), Erro
         })
 }
 
+/// Which month and end a status is computed for; unset fields take BudgetStatus's
+/// defaults (the month of `as_of`; the end of the newest usage hour in the data).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct When<'a> {
+    /// `[start, end)` of the month asked for (µs).
+    pub(super) month: Option<(i64, i64)>,
+    /// The month as asked, for messages.
+    pub(super) month_text: &'a str,
+    /// End of the spend counted (µs), on a whole hour.
+    pub(super) as_of: Option<i64>,
+}
+
 /// `YYYY-MM` as `[start, end)` in µs.
 fn month(text: &str) -> Result<(i64, i64), Error> {
     let shaped = text.len() == 7 && text.as_bytes()[4] == b'-';
@@ -143,7 +155,7 @@ fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn at(us: i64) -> DateTime<Utc> {
+pub(super) fn at(us: i64) -> DateTime<Utc> {
     Utc.timestamp_micros(us).single().unwrap_or_default()
 }
 
@@ -154,7 +166,7 @@ fn month_of(us: i64) -> (i64, i64) {
 }
 
 /// The first and last usage start of the snapshot (µs).
-fn data_span(snapshot: &Snapshot) -> Option<(i64, i64)> {
+pub(super) fn data_span(snapshot: &Snapshot) -> Option<(i64, i64)> {
     snapshot
         .periods
         .iter()
@@ -267,17 +279,90 @@ impl AttributionApi {
             .into());
         }
         let snapshot = self.catalog.require_snapshot()?;
-        let span = data_span(&snapshot);
+        let chosen = self.chosen(caller, &r.budget_ids)?;
+        let deadline = deadline::effective(request.metadata(), self.query_timeout);
+        let caller_key = admission::caller_key(request.extensions());
+        let answer = self
+            .statuses(
+                caller,
+                &caller_key,
+                deadline,
+                &snapshot,
+                When {
+                    month,
+                    month_text: &r.month,
+                    as_of,
+                },
+                &chosen,
+            )
+            .await?;
+        record_rows("BudgetStatus", answer.budgets.len());
+        Ok(Response::new(answer))
+    }
+
+    /// The budgets of `ids` (all visible to `caller` when empty), ordered by id; an
+    /// id the caller cannot see is NOT_FOUND, naming its place in `budget_ids`.
+    pub(super) fn chosen(
+        &self,
+        caller: Option<&Caller>,
+        ids: &[String],
+    ) -> Result<Vec<Arc<Budget>>, Error> {
+        let visible_budgets: Vec<Arc<Budget>> = self
+            .budgets
+            .all()
+            .into_iter()
+            .filter(|b| visible(caller, b))
+            .collect();
+        let chosen = if ids.is_empty() {
+            visible_budgets
+        } else {
+            let mut chosen = Vec::new();
+            for (i, id) in ids.iter().enumerate() {
+                let Some(b) = visible_budgets.iter().find(|b| &b.id == id) else {
+                    return Err(Error::NotFound {
+                        what: format!(
+                            "budget_ids[{i}]: budget {:?}",
+                            id.chars().take(64).collect::<String>()
+                        ),
+                        hint: "ListBudgets lists the budgets you may see".into(),
+                    });
+                };
+                if !chosen.iter().any(|c: &Arc<Budget>| c.id == b.id) {
+                    chosen.push(b.clone());
+                }
+            }
+            chosen.sort_by(|a, b| a.id.cmp(&b.id));
+            chosen
+        };
+        Ok(chosen)
+    }
+
+    /// The status of `chosen` budgets on `snapshot`, computed within `caller`'s scope
+    /// (BudgetStatus, and every WatchBudgets event); the spend plans wait for
+    /// admission as `caller_key` and get at most `deadline`.
+    pub(super) async fn statuses(
+        &self,
+        caller: Option<&Caller>,
+        caller_key: &str,
+        deadline: Duration,
+        snapshot: &Arc<Snapshot>,
+        when: When<'_>,
+        chosen: &[Arc<Budget>],
+    ) -> Result<pb::BudgetStatusResponse, Error> {
+        let span = data_span(snapshot);
         let newest_hour = span.map(|(_, hi)| hi.div_euclid(HOUR) * HOUR);
         let data_end = newest_hour.map(|h| h + HOUR);
-        let ((month_start, month_end), as_of) = match (month, as_of) {
+        let ((month_start, month_end), as_of) = match (when.month, when.as_of) {
             (Some((start, end)), Some(a)) => {
                 if a < start || a > end {
                     return Err(Error::invalid(
                         "as_of",
-                        format!("{} is outside month {}", at(a).to_rfc3339(), r.month),
-                    )
-                    .into());
+                        format!(
+                            "{} is outside month {}",
+                            at(a).to_rfc3339(),
+                            when.month_text
+                        ),
+                    ));
                 }
                 ((start, end), a)
             }
@@ -289,49 +374,19 @@ impl AttributionApi {
                 let Some(end) = data_end else {
                     return Err(Error::Precondition {
                         reason: "the data holds no usage yet, so there is no newest hour to report as of; give month (YYYY-MM) or as_of".into(),
-                    }
-                    .into());
+                    });
                 };
                 (month_of(end - 1), end)
             }
         };
-        let visible_budgets: Vec<Arc<Budget>> = self
-            .budgets
-            .all()
-            .into_iter()
-            .filter(|b| visible(caller, b))
-            .collect();
-        let chosen: Vec<Arc<Budget>> = if r.budget_ids.is_empty() {
-            visible_budgets
-        } else {
-            let mut chosen = Vec::new();
-            for (i, id) in r.budget_ids.iter().enumerate() {
-                let Some(b) = visible_budgets.iter().find(|b| &b.id == id) else {
-                    return Err(Error::NotFound {
-                        what: format!(
-                            "budget_ids[{i}]: budget {:?}",
-                            id.chars().take(64).collect::<String>()
-                        ),
-                        hint: "ListBudgets lists the budgets you may see".into(),
-                    }
-                    .into());
-                };
-                if !chosen.iter().any(|c: &Arc<Budget>| c.id == b.id) {
-                    chosen.push(b.clone());
-                }
-            }
-            chosen.sort_by(|a, b| a.id.cmp(&b.id));
-            chosen
-        };
-
         let scope = caller.map(|c| c.scope.clone()).unwrap_or_default();
         let (start, end) = (at(month_start), at(as_of));
         let planned: Vec<Option<crate::query::QuerySpec>> = chosen
             .iter()
-            .map(|b| spend::spec(b, &snapshot, start, end, &scope))
+            .map(|b| spend::spec(b, snapshot, start, end, &scope))
             .collect();
         let specs: Vec<crate::query::QuerySpec> = planned.iter().flatten().cloned().collect();
-        let series = self.spend(&request, &snapshot, specs).await?;
+        let series = self.spend(caller_key, deadline, snapshot, specs).await?;
         let mut series = series.into_iter();
 
         let (data_first, data_end_or_start) = match (span, data_end) {
@@ -351,8 +406,7 @@ impl AttributionApi {
                 report(b, planned.is_some(), &daily, window, remaining_hours)
             })
             .collect::<Vec<_>>();
-        record_rows("BudgetStatus", reports.len());
-        Ok(Response::new(pb::BudgetStatusResponse {
+        Ok(pb::BudgetStatusResponse {
             budgets: reports,
             month: at(month_start).format("%Y-%m").to_string(),
             as_of: Some(convert::time(at(as_of))),
@@ -361,23 +415,23 @@ impl AttributionApi {
                 snapshot_version: snapshot.version,
                 notes: Vec::new(),
             }),
-        }))
+        })
     }
 
     /// The daily spend of `specs` as one plan (per [`spend::BUDGETS_PER_PLAN`]), run on
-    /// the query pool after admission, within the request's deadline.
-    async fn spend<R>(
+    /// the query pool after admission, within `deadline`.
+    async fn spend(
         &self,
-        request: &Request<R>,
+        caller_key: &str,
+        deadline: Duration,
         snapshot: &Arc<Snapshot>,
         specs: Vec<crate::query::QuerySpec>,
     ) -> Result<Vec<spend::Daily>, Error> {
         if specs.is_empty() {
             return Ok(Vec::new());
         }
-        let deadline = tokio::time::Instant::now()
-            + deadline::effective(request.metadata(), self.query_timeout);
-        let caller = admission::caller_key(request.extensions());
+        let deadline = tokio::time::Instant::now() + deadline;
+        let caller = caller_key.to_owned();
         let rows = spend::rows_to_scan(snapshot, &specs)?;
         let (admission, small_rows) = (self.admission.clone(), self.small_rows);
         let (ctx, snapshot) = (self.catalog.session().clone(), snapshot.clone());

@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod anomalies;
+pub mod budget_watch;
 mod budgets;
 pub mod convert;
 pub mod deadline;
@@ -49,6 +50,14 @@ pub struct AttributionApi {
     pool: Arc<pool::QueryPool>,
     /// Budget definitions (none, and nowhere to keep new ones, unless configured).
     budgets: Arc<BudgetStore>,
+    /// Open WatchBudgets streams.
+    watches: Arc<budget_watch::WatchSlots>,
+    /// Turns true at shutdown: long-lived streams end then, so that they do not hold
+    /// the drain open.
+    shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The callers file, when access control is on: open streams end when their
+    /// caller's entry changes.
+    auth_file: Option<Arc<crate::auth::AuthFile>>,
 }
 
 /// The parts shared by the three grouped answers.
@@ -188,7 +197,22 @@ impl AttributionApi {
             page_keys: Arc::new(page_keys),
             max_range: DEFAULT_MAX_RANGE,
             budgets: BudgetStore::open(None, None),
+            watches: Arc::default(),
+            shutdown: None,
+            auth_file: None,
         }
+    }
+
+    /// Ends long-lived streams when `shutdown` turns true.
+    pub fn with_shutdown(mut self, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.shutdown = Some(shutdown);
+        self
+    }
+
+    /// Holds open streams to the callers of `file` as it is reloaded.
+    pub fn with_auth_file(mut self, file: Option<Arc<crate::auth::AuthFile>>) -> Self {
+        self.auth_file = file;
+        self
     }
 
     /// Serves the budgets of `store`.
@@ -815,5 +839,14 @@ impl AttributionService for AttributionApi {
         request: Request<pb::SpendAnomaliesRequest>,
     ) -> Result<Response<pb::SpendAnomaliesResponse>, Status> {
         self.find_anomalies(request).await
+    }
+
+    type WatchBudgetsStream = budget_watch::EventStream;
+
+    async fn watch_budgets(
+        &self,
+        request: Request<pb::WatchBudgetsRequest>,
+    ) -> Result<Response<Self::WatchBudgetsStream>, Status> {
+        self.watch_budgets_rpc(request).await
     }
 }

@@ -392,7 +392,7 @@ mod tests {
             RPCS.keys()
                 .filter(|p| p.starts_with("/bedrock.attribution.v1.AttributionService/"))
                 .count(),
-            13
+            14
         );
     }
 

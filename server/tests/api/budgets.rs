@@ -212,7 +212,7 @@ async fn serve(root: &Path, extra: &[String]) -> TestServer {
     TestServer::serve(&[format!("file://{}", root.display())], extra).await
 }
 
-fn flags(pairs: &[(&str, &Path)]) -> Vec<String> {
+pub(crate) fn flags(pairs: &[(&str, &Path)]) -> Vec<String> {
     pairs
         .iter()
         .flat_map(|(flag, path)| [(*flag).to_owned(), path.display().to_string()])
@@ -735,13 +735,19 @@ async fn more_budgets_than_the_limit_are_refused() {
 }
 
 /// The reference spec of a budget's daily unblended spend over `[start, end)`.
-fn reference_spec(id: &str, filter: Value, start: &str, end: &str, scope: Value) -> Value {
+pub(crate) fn reference_spec(
+    id: &str,
+    filter: Value,
+    start: &str,
+    end: &str,
+    scope: Value,
+) -> Value {
     json!({"id": id, "start": start, "end": end, "metric": "unblended", "granularity": "daily",
            "group_by": [], "filter": filter, "scope": scope})
 }
 
 /// DuckDB's daily spend in one currency, by day.
-fn daily_of(rows: &Value, currency: &str) -> BTreeMap<NaiveDate, Decimal> {
+pub(crate) fn daily_of(rows: &Value, currency: &str) -> BTreeMap<NaiveDate, Decimal> {
     rows.as_array()
         .unwrap()
         .iter()
@@ -758,14 +764,14 @@ fn daily_of(rows: &Value, currency: &str) -> BTreeMap<NaiveDate, Decimal> {
 /// averaged (the seven before the last day with data, which is the day of the hour
 /// before `as_of` here, as the data runs to the end of July); their mean, and spend
 /// plus mean x remaining hours / 24, rounded half-even to ten places.
-struct Expected {
-    spend: Decimal,
-    days: i64,
-    average: Decimal,
-    forecast: Decimal,
+pub(crate) struct Expected {
+    pub(crate) spend: Decimal,
+    pub(crate) days: i64,
+    pub(crate) average: Decimal,
+    pub(crate) forecast: Decimal,
 }
 
-fn expected(
+pub(crate) fn expected(
     daily: &BTreeMap<NaiveDate, Decimal>,
     month_start: NaiveDate,
     as_of: DateTime<Utc>,
@@ -1052,7 +1058,7 @@ async fn status_flags_the_overrun_days_ahead_and_equals_duckdb() {
 }
 
 /// Auth file callers: (name, token, admin, scope).
-const CALLERS: [(&str, &str, bool, &str); 3] = [
+pub(crate) const CALLERS: [(&str, &str, bool, &str); 3] = [
     ("finance", "tok-finance-1", true, "null"),
     (
         "rocket-lead",
@@ -1068,7 +1074,7 @@ const CALLERS: [(&str, &str, bool, &str); 3] = [
     ),
 ];
 
-fn auth_file(dir: &Path) -> PathBuf {
+pub(crate) fn auth_file(dir: &Path) -> PathBuf {
     let callers: Vec<Value> = CALLERS
         .iter()
         .map(|(name, token, admin, scope)| {
@@ -1089,7 +1095,7 @@ fn auth_file(dir: &Path) -> PathBuf {
     path
 }
 
-async fn as_caller(server: &TestServer, token: &str) -> Client {
+pub(crate) async fn as_caller(server: &TestServer, token: &str) -> Client {
     Client::builder(format!("http://{}", server.handle.addr()))
         .bearer_token(token)
         .build()

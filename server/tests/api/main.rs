@@ -27,3 +27,4 @@ mod s3fixture;
 mod shapes_2026;
 mod tls;
 mod traces;
+mod watch;

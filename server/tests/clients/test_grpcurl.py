@@ -54,7 +54,7 @@ def assert_money(m):
 
 
 def test_rpcs_found():
-    assert len(RPCS) == 13, RPCS
+    assert len(RPCS) == 14, RPCS
 
 
 def test_list(grpcurl_bin, server):
@@ -73,8 +73,10 @@ def test_describe(grpcurl_bin, server):
     text = grpcurl(grpcurl_bin, server, "describe", SERVICE).stdout
     assert text.startswith(f"{SERVICE} is a service:\n"), text
     for rpc in RPCS:
+        returns = (r"stream \.bedrock\.attribution\.v1\.BudgetEvent" if rpc == "WatchBudgets"
+                   else rf"\.bedrock\.attribution\.v1\.{rpc}Response")
         assert re.search(rf"rpc {rpc} \( \.bedrock\.attribution\.v1\.{rpc}Request \) "
-                         rf"returns \( \.bedrock\.attribution\.v1\.{rpc}Response \);", text), rpc
+                         rf"returns \( {returns} \);", text), rpc
     # Comments of the proto travel with the descriptor.
     assert "// Cost grouped by the IAM principal that made the call" in text
     message = grpcurl(grpcurl_bin, server, "describe", "bedrock.attribution.v1.Money").stdout
@@ -271,6 +273,35 @@ def test_budget_status(grpcurl_bin, server):
     expected = ("BUDGET_STATE_OVER" if spend >= 1500 else
                 "BUDGET_STATE_FORECAST_OVER" if forecast >= 1500 else "BUDGET_STATE_OK")
     assert report["status"] == expected, report
+
+
+def json_documents(text):
+    """The JSON documents grpcurl printed one after the other."""
+    decoder, documents, at = json.JSONDecoder(), [], 0
+    while text[at:].strip():
+        at += len(text[at:]) - len(text[at:].lstrip())
+        document, at = decoder.raw_decode(text, at)
+        documents.append(document)
+    return documents
+
+
+def test_watch_budgets(grpcurl_bin, server):
+    b = new_budget(grpcurl_bin, server, "grpcurl watch")
+    command = [str(grpcurl_bin), "-plaintext", "-max-time", "5",
+               "-d", json.dumps({"budget_ids": [b["id"]], "send_initial": True}),
+               server.addr, f"{SERVICE}/WatchBudgets"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    status = call(grpcurl_bin, server, "BudgetStatus", {"budget_ids": [b["id"]]})
+    call(grpcurl_bin, server, "DeleteBudget", {"id": b["id"]})
+    # The stream stays open until grpcurl's -max-time: 64 + 4, DEADLINE_EXCEEDED.
+    assert result.returncode == 68, (result.returncode, result.stderr)
+    [event] = json_documents(result.stdout)
+    assert event["budgetId"] == b["id"] and event["reason"] == "BUDGET_EVENT_REASON_INITIAL"
+    assert "previousStatus" not in event, event
+    [report] = status["budgets"]
+    assert event["report"] == report and event["status"] == report["status"], (event, report)
+    assert (event["month"], event["asOf"]) == (status["month"], status["asOf"])
+    assert event["snapshotVersion"] == status["info"]["snapshotVersion"]
 
 
 def test_every_rpc_called():

@@ -415,24 +415,51 @@ def budget_status(pb2, stub, cli_doc):
                           timeout=TIMEOUT_S)
     for i in ids:
         delete(pb2, stub, i)
-    reports = []
-    for r in a.budgets:
-        f = r.forecast_inputs
-        reports.append({
-            "budget": budget(pb2, r.budget),
-            "status": label(pb2.BudgetState.Name(r.status), "BUDGET_STATE_"),
-            "spend_to_date": money(r.spend_to_date), "forecast": money(r.forecast),
-            "thresholds_crossed": list(r.thresholds_crossed),
-            "thresholds_forecast": list(r.thresholds_forecast),
-            "daily_average": money(f.daily_average), "days_averaged": f.days_averaged,
-            "averaged_from": rfc3339(f.averaged_from) if f.HasField("averaged_from") else "",
-            "averaged_to": rfc3339(f.averaged_to) if f.HasField("averaged_to") else "",
-            "remaining_hours": f.remaining_hours, "remaining_days": f.remaining_days,
-            "notes": list(r.notes),
-        })
     return {"month": a.month, "as_of": rfc3339(a.as_of),
             "newest_usage_hour": rfc3339(a.newest_usage_hour),
-            "snapshot_version": a.info.snapshot_version, "budgets": reports}
+            "snapshot_version": a.info.snapshot_version,
+            "budgets": [report(pb2, r) for r in a.budgets]}
+
+
+def report(pb2, r):
+    """A BudgetReport as the CLI's JSON shows it."""
+    f = r.forecast_inputs
+    return {
+        "budget": budget(pb2, r.budget),
+        "status": label(pb2.BudgetState.Name(r.status), "BUDGET_STATE_"),
+        "spend_to_date": money(r.spend_to_date), "forecast": money(r.forecast),
+        "thresholds_crossed": list(r.thresholds_crossed),
+        "thresholds_forecast": list(r.thresholds_forecast),
+        "daily_average": money(f.daily_average), "days_averaged": f.days_averaged,
+        "averaged_from": rfc3339(f.averaged_from) if f.HasField("averaged_from") else "",
+        "averaged_to": rfc3339(f.averaged_to) if f.HasField("averaged_to") else "",
+        "remaining_hours": f.remaining_hours, "remaining_days": f.remaining_days,
+        "notes": list(r.notes),
+    }
+
+
+def watch_budgets(pb2, stub, cli_doc):
+    """The first event of a watch with the initial statuses: the CLI's JSON line."""
+    budget_id = cli_doc["budget_id"]
+    stream = stub.WatchBudgets(pb2.WatchBudgetsRequest(budget_ids=[budget_id],
+                                                       send_initial=True))
+    try:
+        e = next(stream)
+    finally:
+        stream.cancel()
+    delete(pb2, stub, budget_id)
+    # The two calls computed their events at their own times; nothing else may differ.
+    assert e.HasField("at") and cli_doc["at"], (e, cli_doc)
+    return {
+        "budget_id": e.budget_id, "budget_name": e.budget_name,
+        "reason": label(pb2.BudgetEventReason.Name(e.reason), "BUDGET_EVENT_REASON_"),
+        "previous_status": label(pb2.BudgetState.Name(e.previous_status), "BUDGET_STATE_"),
+        "status": label(pb2.BudgetState.Name(e.status), "BUDGET_STATE_"),
+        "previous_thresholds_crossed": list(e.previous_thresholds_crossed),
+        "report": report(pb2, e.report) if e.HasField("report") else None,
+        "month": e.month, "as_of": rfc3339(e.as_of), "snapshot_version": e.snapshot_version,
+        "at": cli_doc["at"],
+    }
 
 
 def list_budgets_args(pb2, stub):
@@ -442,6 +469,11 @@ def list_budgets_args(pb2, stub):
 
 def delete_budget_args(pb2, stub):
     return ["delete-budget", new_budget(pb2, stub, "delete case").id]
+
+
+def watch_budgets_args(pb2, stub):
+    return ["watch-budgets", "--initial", "--count", "1",
+            "--budget", new_budget(pb2, stub, "watch case").id]
 
 
 def budget_status_args(pb2, stub):
@@ -482,6 +514,7 @@ CASES = [
     (list_budgets, list_budgets_args),
     (delete_budget, delete_budget_args),
     (budget_status, budget_status_args),
+    (watch_budgets, watch_budgets_args),
     (refresh, ["refresh"]),
 ]
 
@@ -521,7 +554,8 @@ def test_same_answer_as_the_rust_client(client, cli_bin, server, case, args):
     # Each question has an answer: an empty one would compare equal and test nothing.
     listed = [v for v in wire_doc.values() if isinstance(v, list) and v]
     assert (listed or wire_doc.get("periods") or "line_items" in wire_doc
-            or wire_doc.get("budget") or wire_doc.get("deleted")), wire_doc
+            or wire_doc.get("budget") or wire_doc.get("deleted")
+            or wire_doc.get("report")), wire_doc
 
 
 def test_same_error_as_the_rust_client(client, cli_bin, server):
