@@ -284,6 +284,9 @@ impl Catalog {
             // A build finished while this call waited: it is the answer.
             return Ok(snapshot);
         }
+        // Calls made at the same moment on other tasks (or on this one, joined) get to
+        // take their place in line before this build, so that they share it.
+        tokio::task::yield_now().await;
         let span = tracing::info_span!(
             "snapshot.build",
             version = Empty,
