@@ -185,7 +185,9 @@ impl ServerHandle {
                     Ok(served) => served,
                     Err(_) => {
                         serve.abort();
-                        tracing::warn!("connections still open after the cut; their tasks end with the process");
+                        tracing::warn!(
+                            "connections still open after the cut; their tasks end with the process"
+                        );
                         Ok(Ok(()))
                     }
                 }
@@ -195,7 +197,10 @@ impl ServerHandle {
         // any Watch stream still open on it.
         let left = self.drain.cut();
         if left.connections > 0 {
-            tracing::debug!(connections = left.connections, "health listener connections closed");
+            tracing::debug!(
+                connections = left.connections,
+                "health listener connections closed"
+            );
         }
         if let Some((_, health)) = self.health {
             health.abort();
@@ -330,9 +335,9 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
 
     let stopping = shutdown_rx.clone();
     let health_listener = match config.server.health_listen {
-        Some(addr) => Some(
-            health_only(addr, health.clone(), shutdown_rx.clone(), drain.clone()).await?,
-        ),
+        Some(addr) => {
+            Some(health_only(addr, health.clone(), shutdown_rx.clone(), drain.clone()).await?)
+        }
         None => None,
     };
     let reflection = config.server.reflection;

@@ -134,9 +134,9 @@ impl Drain {
         let mut cut = self.state.cut.subscribe();
         Tracked {
             io,
-            cut: Box::pin(async move {
+            cut: Some(Box::pin(async move {
                 let _ = cut.wait_for(|cut| *cut).await;
-            }),
+            })),
             _open: Counted::new(&self.state, |s| &s.connections),
         }
     }
@@ -177,7 +177,9 @@ impl Drop for Counted {
 /// alone leaves them running).
 pub struct Tracked<IO> {
     io: IO,
-    cut: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Resolves at the cut; `None` once it has (a finished future must not be polled
+    /// again).
+    cut: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     _open: Counted,
 }
 
@@ -190,13 +192,16 @@ impl<IO> std::fmt::Debug for Tracked<IO> {
 impl<IO> Tracked<IO> {
     /// An error once cut; polling also registers the task to be woken by the cut.
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        match self.cut.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "the shutdown grace period is over",
-            )),
-            Poll::Pending => Ok(()),
+        if let Some(cut) = self.cut.as_mut() {
+            if cut.as_mut().poll(cx).is_pending() {
+                return Ok(());
+            }
+            self.cut = None;
         }
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "the shutdown grace period is over",
+        ))
     }
 }
 
@@ -303,10 +308,9 @@ where
                 "the server is shutting down; retry, another replica will answer",
             )
             .into_http::<ResBody>();
-            return Box::pin(std::future::ready(Ok(refused.map(|inner| CallBody {
-                inner,
-                _call: None,
-            }))));
+            return Box::pin(std::future::ready(Ok(
+                refused.map(|inner| CallBody { inner, _call: None })
+            )));
         }
         let state = &self.drain.state;
         state.calls.fetch_add(1, Ordering::SeqCst);
@@ -371,7 +375,9 @@ mod tests {
         let (a, mut peer) = tokio::io::duplex(64);
         let mut tracked = drain.track(a);
         assert_eq!(drain.connections(), 1);
-        peer.write_all(b"ping").await.unwrap_or_else(|e| panic!("{e}"));
+        peer.write_all(b"ping")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut buf = [0u8; 4];
         tracked
             .read_exact(&mut buf)
@@ -400,6 +406,10 @@ mod tests {
         let write = tracked.write(b"late").await.map_err(|e| e.kind());
         assert_eq!(write, Err(io::ErrorKind::ConnectionAborted));
         drop(tracked);
-        assert_eq!(drain.connections(), 0, "a dropped connection is not counted");
+        assert_eq!(
+            drain.connections(),
+            0,
+            "a dropped connection is not counted"
+        );
     }
 }

@@ -114,21 +114,29 @@ async fn open_window_and_read(tcp: &mut TcpStream) -> (Vec<u8>, bool) {
 /// The number after `name=` in a text log line.
 fn field(line: &str, name: &str) -> Option<usize> {
     let at = line.find(&format!(" {name}="))? + name.len() + 2;
-    line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[tokio::test]
-async fn a_sigterm_refuses_new_calls_finishes_those_in_flight_and_cuts_the_rest_at_the_deadline()
- {
-    let mut server =
-        ServerProcess::start(small_export(), &["--shutdown-grace", &format!("{}s", GRACE.as_secs())])
-            .await;
+async fn a_sigterm_refuses_new_calls_finishes_those_in_flight_and_cuts_the_rest_at_the_deadline() {
+    let mut server = ServerProcess::start(
+        small_export(),
+        &["--shutdown-grace", &format!("{}s", GRACE.as_secs())],
+    )
+    .await;
     let channel = server.channel().await;
     let mut health = HealthClient::new(channel.clone());
     let check = || HealthCheckRequest {
         service: "bedrock.attribution.v1.AttributionService".into(),
     };
-    let before = health.check(check()).await.unwrap_or_else(|e| panic!("{e}"));
+    let before = health
+        .check(check())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(before.get_ref().status, ServingStatus::Serving as i32);
     // A Watch on a connection of its own, which the server cannot close gracefully.
     let mut watching = HealthClient::new(server.channel().await);
@@ -138,7 +146,10 @@ async fn a_sigterm_refuses_new_calls_finishes_those_in_flight_and_cuts_the_rest_
         .unwrap_or_else(|e| panic!("watch: {e}"))
         .into_inner();
     let first = watch.next().await.map(|m| m.map(|m| m.status));
-    assert_eq!(first.map(|m| m.ok()), Some(Some(ServingStatus::Serving as i32)));
+    assert_eq!(
+        first.map(|m| m.ok()),
+        Some(Some(ServingStatus::Serving as i32))
+    );
     // Two calls whose answers wait for the client's flow-control window: one client
     // opens it during the grace period, the other never does.
     let mut stalled = zero_window_check(server.addr).await;
@@ -219,7 +230,10 @@ async fn a_sigterm_refuses_new_calls_finishes_those_in_flight_and_cuts_the_rest_
     })
     .await
     .unwrap_or_else(|_| panic!("the watch stream did not end"));
-    assert!(!matches!(ended, Some(Ok(_))), "the watch went on: {ended:?}");
+    assert!(
+        !matches!(ended, Some(Ok(_))),
+        "the watch went on: {ended:?}"
+    );
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut rest)).await;
     assert!(
