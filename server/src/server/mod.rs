@@ -224,7 +224,6 @@ impl ServerHandle {
     /// Runs until `signal` resolves, then shuts down.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> Result<(), Error> {
         signal.await;
-        tracing::info!("shutting down");
         self.shutdown().await
     }
 }

@@ -184,6 +184,25 @@ impl ServerProcess {
         }
     }
 
+    /// The log lines not read yet, up to the end of its stderr (the process exited), at
+    /// most `within`.
+    pub async fn rest_of_log(&self, within: Duration) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut lines = Vec::new();
+        loop {
+            match self.log.try_recv() {
+                Ok(line) => lines.push(line),
+                Err(mpsc::TryRecvError::Disconnected) => return lines,
+                Err(mpsc::TryRecvError::Empty) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(mpsc::TryRecvError::Empty) => {
+                    panic!("the log did not end within {within:?}: {lines:?}")
+                }
+            }
+        }
+    }
+
     /// The next log line containing `text`, waiting at most `within` without blocking
     /// this runtime; the lines before it are dropped.
     pub async fn log_line(&self, text: &str, within: Duration) -> String {

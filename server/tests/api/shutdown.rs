@@ -74,6 +74,30 @@ async fn zero_window_check(addr: std::net::SocketAddr) -> TcpStream {
     tcp
 }
 
+/// Reads frames until the response headers of stream 1: the server has taken the call
+/// (its answer waits for the window).
+async fn answer_started(tcp: &mut TcpStream) {
+    loop {
+        let (kind, _, stream, _) = read_frame(tcp)
+            .await
+            .unwrap_or_else(|| panic!("the connection closed before the answer started"));
+        if kind == 0x1 && stream == 1 {
+            return;
+        }
+    }
+}
+
+/// One frame: type, flags, stream id, payload; `None` when the connection closes.
+async fn read_frame(tcp: &mut TcpStream) -> Option<(u8, u8, u32, Vec<u8>)> {
+    let mut head = [0u8; 9];
+    tcp.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).await.ok()?;
+    Some((head[3], head[4], stream, payload))
+}
+
 /// Opens stream 1's window and reads frames until the stream ends: the gRPC message
 /// bytes it carried, and whether it ended with END_STREAM (rather than a reset, a
 /// GOAWAY with an error, or the connection closing).
@@ -83,17 +107,9 @@ async fn open_window_and_read(tcp: &mut TcpStream) -> (Vec<u8>, bool) {
         .unwrap_or_else(|e| panic!("window update: {e}"));
     let mut data = Vec::new();
     loop {
-        let mut head = [0u8; 9];
-        if tcp.read_exact(&mut head).await.is_err() {
+        let Some((kind, flags, stream, payload)) = read_frame(tcp).await else {
             return (data, false);
-        }
-        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-        let (kind, flags) = (head[3], head[4]);
-        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-        let mut payload = vec![0u8; len];
-        if tcp.read_exact(&mut payload).await.is_err() {
-            return (data, false);
-        }
+        };
         match (kind, stream) {
             (0x0, 1) => {
                 data.extend(&payload);
@@ -154,14 +170,16 @@ async fn a_sigterm_refuses_new_calls_finishes_those_in_flight_and_cuts_the_rest_
     // opens it during the grace period, the other never does.
     let mut stalled = zero_window_check(server.addr).await;
     let mut in_flight = zero_window_check(server.addr).await;
-    // Both calls reach the handler before the signal.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Connections are accepted in order, so the stalled one is in too.
+    answer_started(&mut in_flight).await;
 
     let signalled = Instant::now();
     server.sigterm();
-    server
-        .log_line("shutting down", Duration::from_secs(5))
+    let begun = server
+        .log_line("shutting down: health NOT_SERVING", Duration::from_secs(5))
         .await;
+    // The Watch and the two waiting Checks.
+    assert_eq!(field(&begun, "calls"), Some(3), "{begun}");
     // A Check right after the signal, on the connection opened before it.
     match health.check(check()).await {
         Ok(answer) => assert_eq!(
@@ -219,6 +237,12 @@ async fn a_sigterm_refuses_new_calls_finishes_those_in_flight_and_cuts_the_rest_
     // theirs, and the one that answered in flight if it waited for a PING answer.
     assert_eq!(field(&cut, "calls"), Some(2), "{cut}");
     assert!(field(&cut, "connections").is_some_and(|n| n >= 2), "{cut}");
+    // The cut itself closed them: the accept loop did not have to be aborted.
+    let after = server.rest_of_log(Duration::from_secs(5)).await;
+    assert!(
+        !after.iter().any(|l| l.contains("still open after the cut")),
+        "{after:?}"
+    );
     // The watch ends with the process, having said nothing but NOT_SERVING since.
     let ended = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
