@@ -268,6 +268,13 @@ pub struct ServerConfig {
     #[arg(long, env = "BEDROCK_ATTRIBUTION_QUERY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub query_timeout: Duration,
 
+    /// How long calls in flight may take to finish after SIGTERM; then open streams and
+    /// connections are closed and the process exits. Keep it below the pod's
+    /// terminationGracePeriodSeconds (30 s by default) so that the flush runs before
+    /// a SIGKILL.
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
     /// Requests served at once per connection.
     #[arg(long, env = "BEDROCK_ATTRIBUTION_CONCURRENCY", default_value_t = 64)]
     pub concurrency_per_connection: usize,
@@ -585,6 +592,7 @@ mod tests {
         assert_eq!(c.data.sources, ["file:///a", "s3://b/p"]);
         assert_eq!(c.data.product_codes.len(), 3);
         assert_eq!(c.server.query_timeout, Duration::from_secs(30));
+        assert_eq!(c.server.shutdown_grace, Duration::from_secs(20));
         assert_eq!(c.data.refresh_interval, Duration::from_secs(900));
         assert_eq!(
             c.telemetry.metrics_listen, None,

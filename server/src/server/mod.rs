@@ -1,6 +1,7 @@
 //! Starting and stopping the gRPC server: bind, report NOT_SERVING while the first
 //! snapshot loads, serve the API with health and reflection, refresh in the background,
-//! and on shutdown flip health to NOT_SERVING before draining. One file per part:
+//! and on shutdown flip health to NOT_SERVING, refuse new calls, and give those in
+//! flight a grace period before closing what is left. One file per part:
 //! [`session`] (DataFusion), [`health`], [`refresher`], [`shutdown`], the Prometheus
 //! endpoint [`metrics`]; this one wires them to a listener, every service behind the
 //! per-RPC spans, metrics and audit events of [`crate::telemetry::rpc`], then the access
@@ -14,16 +15,18 @@ pub mod shutdown;
 pub mod tls;
 pub mod wire;
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use bedrock_attribution::{
     FILE_DESCRIPTOR_SET, v1::attribution_service_server::AttributionServiceServer,
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::server::HealthReporter;
 
 pub use session::{cache_config, session};
-pub use shutdown::shutdown_signal;
+pub use shutdown::{Drain, shutdown_signal};
 
 use crate::{
     auth::{self, AuthFile, AuthLayer},
@@ -102,7 +105,14 @@ pub struct ServerHandle {
     metrics: Option<(SocketAddr, JoinHandle<()>)>,
     health: Option<(SocketAddr, JoinHandle<Result<(), tonic::transport::Error>>)>,
     query_pool: Arc<QueryPool>,
+    reporter: HealthReporter,
+    drain: Drain,
+    grace: Duration,
 }
+
+/// How long the accept loop may take to notice that the connections it waits for were
+/// closed at the deadline; past it, it is aborted.
+const AFTER_CUT: Duration = Duration::from_secs(1);
 
 impl ServerHandle {
     /// The address the server listens on.
@@ -136,8 +146,22 @@ impl ServerHandle {
         let _ = ready.wait_for(|r| *r).await;
     }
 
-    /// Stops accepting work, lets requests in flight finish, and waits for the end.
+    /// Reports NOT_SERVING, refuses new calls, lets the calls in flight finish within
+    /// `--shutdown-grace`, then closes the streams and connections still open, and
+    /// flushes.
     pub async fn shutdown(self) -> Result<(), Error> {
+        // First, so that a Check (not only a Watch) made from here on sees it and load
+        // balancers stop sending work here while the rest winds down.
+        health::set_health(&self.reporter, false).await;
+        self.drain.begin();
+        tracing::info!(
+            grace = ?self.grace,
+            calls = self.drain.calls(),
+            connections = self.drain.connections(),
+            "shutting down: health NOT_SERVING, new calls refused, calls in flight have the grace period"
+        );
+        // Watch streams (WatchBudgets, SpendAnomalies) end on this flag; tonic stops
+        // accepting and asks every connection to close once its calls are done.
         let _ = self.shutdown.send(true);
         self.refresher.abort();
         for reloader in [&self.auth_reloader, &self.budgets_reloader]
@@ -146,8 +170,38 @@ impl ServerHandle {
         {
             reloader.abort();
         }
-        let served = self.serve.await;
-        // Probes need no draining: the health listener goes with the API.
+        let mut serve = self.serve;
+        let served = match tokio::time::timeout(self.grace, &mut serve).await {
+            Ok(served) => served,
+            Err(_) => {
+                let cut = self.drain.cut();
+                tracing::warn!(
+                    grace = ?self.grace,
+                    calls = cut.calls,
+                    connections = cut.connections,
+                    "shutdown grace period over: closing the calls (streams included) and connections still open"
+                );
+                match tokio::time::timeout(AFTER_CUT, &mut serve).await {
+                    Ok(served) => served,
+                    Err(_) => {
+                        serve.abort();
+                        tracing::warn!(
+                            "connections still open after the cut; their tasks end with the process"
+                        );
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        };
+        // Probes need no draining: the health listener goes with the API, and with it
+        // any Watch stream still open on it.
+        let left = self.drain.cut();
+        if left.connections > 0 {
+            tracing::debug!(
+                connections = left.connections,
+                "health listener connections closed"
+            );
+        }
         if let Some((_, health)) = self.health {
             health.abort();
         }
@@ -170,7 +224,6 @@ impl ServerHandle {
     /// Runs until `signal` resolves, then shuts down.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> Result<(), Error> {
         signal.await;
-        tracing::info!("shutting down");
         self.shutdown().await
     }
 }
@@ -238,6 +291,7 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
         })?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let drain = Drain::new();
     let query_pool = Arc::new(QueryPool::new(
         config
             .server
@@ -278,10 +332,11 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
     follow_snapshots(&catalog, api.answer_cache(), shutdown_rx.clone());
     let (ready_tx, ready_rx) = watch::channel(false);
 
-    let health_reporter = reporter.clone();
-    let drain = shutdown_rx.clone();
+    let stopping = shutdown_rx.clone();
     let health_listener = match config.server.health_listen {
-        Some(addr) => Some(health_only(addr, health.clone(), shutdown_rx.clone()).await?),
+        Some(addr) => {
+            Some(health_only(addr, health.clone(), shutdown_rx.clone(), drain.clone()).await?)
+        }
         None => None,
     };
     let reflection = config.server.reflection;
@@ -294,6 +349,8 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
             max_request_bytes: config.limits.max_request_bytes,
         })
         .layer(AuthLayer::new(auth_file.clone()))
+        // Innermost: it answers refusals with the services' own body type.
+        .layer(drain.layer())
         .add_service(health)
         .add_optional_service(reflection.then_some(reflection_v1))
         .add_optional_service(reflection.then_some(reflection_v1alpha))
@@ -302,10 +359,10 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
                 .max_decoding_message_size(config.limits.max_request_bytes)
                 .max_encoding_message_size(config.limits.max_response_bytes),
         );
+    // Health is already NOT_SERVING when the flag is set (ServerHandle::shutdown).
     let stop = async move {
-        let mut drain = drain;
-        let _ = drain.wait_for(|stop| *stop).await;
-        health::set_health(&health_reporter, false).await;
+        let mut stopping = stopping;
+        let _ = stopping.wait_for(|stop| *stop).await;
     };
     let serve = match &tls {
         Some(tls) => {
@@ -313,17 +370,22 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
                 client_certificates = tls.mutual(),
                 "tls on; certificate files are re-read when they change"
             );
-            let incoming = tls::incoming(listener, tls.clone());
+            let tracking = drain.clone();
+            let incoming =
+                tls::incoming(listener, tls.clone()).map(move |io| io.map(|io| tracking.track(io)));
             tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
         }
         None => {
             // Answers go out as several small writes (headers, data, trailers); without
             // TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms to each one.
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            let tracking = drain.clone();
+            let incoming = TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .map(move |io| io.map(|io| tracking.track(io)));
             tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
         }
     };
-    health::follow(&catalog, reporter, ready_tx, shutdown_rx.clone());
+    health::follow(&catalog, reporter.clone(), ready_tx, shutdown_rx.clone());
     let auth_reloader = auth_file
         .map(|file| file.spawn_reloader(auth_config.auth_reload_interval, shutdown_rx.clone()));
     // Also for the state file alone: a damaged one is read again until it is fixed.
@@ -344,6 +406,9 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
         metrics,
         health: health_listener,
         query_pool,
+        reporter,
+        drain,
+        grace: config.server.shutdown_grace,
     })
 }
 
@@ -353,6 +418,7 @@ async fn health_only<S>(
     addr: SocketAddr,
     health: S,
     mut shutdown: watch::Receiver<bool>,
+    drain: Drain,
 ) -> Result<(SocketAddr, JoinHandle<Result<(), tonic::transport::Error>>), Error>
 where
     S: tower_service::Service<
@@ -374,7 +440,9 @@ where
     let bound = listener.local_addr().map_err(|e| Error::InvalidConfig {
         reason: e.to_string(),
     })?;
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(move |io| io.map(|io| drain.track(io)));
     let serve = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(health)

@@ -25,6 +25,7 @@ mod refresh;
 mod s3;
 mod s3fixture;
 mod shapes_2026;
+mod shutdown;
 mod tls;
 mod traces;
 mod watch;

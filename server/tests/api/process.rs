@@ -149,23 +149,72 @@ impl ServerProcess {
     /// this runtime keeps answering the server's connections while it drains (HTTP/2's
     /// graceful close waits for the caller's PING answer).
     pub async fn terminate(mut self) {
-        let mut child = self.child.take().unwrap_or_else(|| panic!("no child"));
+        self.sigterm();
+        let status = self.exited(BOUND).await;
+        assert!(status.success(), "the server exited with {status}");
+    }
+
+    /// Sends SIGTERM, without waiting.
+    pub fn sigterm(&mut self) {
+        let child = self.child.as_ref().unwrap_or_else(|| panic!("no child"));
         let pid = child.id().to_string();
         let status = Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .unwrap_or_else(|e| panic!("kill: {e}"));
         assert!(status.success(), "kill -TERM {pid}");
+    }
+
+    /// Waits for the process to exit, at most `within` (then kills it and panics), aside
+    /// from this runtime; its exit status.
+    pub async fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap_or_else(|| panic!("no child"));
+        let pid = child.id().to_string();
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {
             let _ = tx.send(child.wait());
             child
         });
-        match tokio::time::timeout(BOUND, rx).await {
-            Ok(Ok(Ok(status))) => assert!(status.success(), "the server exited with {status}"),
+        match tokio::time::timeout(within, rx).await {
+            Ok(Ok(Ok(status))) => status,
             other => {
                 let _ = Command::new("kill").args(["-KILL", &pid]).status();
-                panic!("the server did not exit within {BOUND:?} of SIGTERM: {other:?}")
+                panic!("the server did not exit within {within:?}: {other:?}")
+            }
+        }
+    }
+
+    /// The log lines not read yet, up to the end of its stderr (the process exited), at
+    /// most `within`.
+    pub async fn rest_of_log(&self, within: Duration) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut lines = Vec::new();
+        loop {
+            match self.log.try_recv() {
+                Ok(line) => lines.push(line),
+                Err(mpsc::TryRecvError::Disconnected) => return lines,
+                Err(mpsc::TryRecvError::Empty) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(mpsc::TryRecvError::Empty) => {
+                    panic!("the log did not end within {within:?}: {lines:?}")
+                }
+            }
+        }
+    }
+
+    /// The next log line containing `text`, waiting at most `within` without blocking
+    /// this runtime; the lines before it are dropped.
+    pub async fn log_line(&self, text: &str, within: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match self.log.try_recv() {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => continue,
+                Err(mpsc::TryRecvError::Empty) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => panic!("no log line with {text:?} within {within:?}: {e:?}"),
             }
         }
     }
