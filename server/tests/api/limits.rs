@@ -612,7 +612,16 @@ async fn a_query_past_its_deadline_stops_and_says_so() {
     request.set_timeout(full / 10);
     let started = std::time::Instant::now();
     let status = raw.cost_by_principal(request).await.unwrap_err();
-    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    // The server answers DEADLINE_EXCEEDED at the deadline, but tonic's channel enforces
+    // the same `grpc-timeout` on the client side and, on a loaded machine, its own timer
+    // can fire first (CANCELLED "Timeout expired"). Either way the caller is answered at
+    // its deadline; what this test is about, the server's work stopping, is checked below.
+    let client_side_expiry =
+        status.code() == Code::Cancelled && status.message() == "Timeout expired";
+    assert!(
+        status.code() == Code::DeadlineExceeded || client_side_expiry,
+        "{status:?}"
+    );
     assert!(started.elapsed() < full / 10 + std::time::Duration::from_millis(300));
     let (after, idle) = work_after(&pool).await;
     eprintln!(
