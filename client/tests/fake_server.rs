@@ -98,6 +98,7 @@ impl AttributionService for Fake {
                 snapshot_version: 4,
                 notes: vec!["a note".to_owned()],
             }),
+            total_cache_read_savings: Vec::new(),
         }))
     }
 

@@ -109,6 +109,7 @@ fn query(id: &'static str, granularity: Granularity, dimensions: Vec<Dimension>)
             granularity,
             dimensions,
             allocation: false,
+            efficiency: false,
             scope: Default::default(),
         },
     }

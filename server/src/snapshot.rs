@@ -49,6 +49,8 @@ pub struct PeriodData {
     pub read_at: DateTime<Utc>,
     /// Where the period's spend without a caller goes under proportional allocation.
     pub allocation: Vec<crate::allocate::AllocationSummary>,
+    /// Plain input and cache-read sums by price key (see [`crate::layers::rates`]).
+    pub rates: Vec<crate::layers::rates::Rate>,
 }
 
 impl PeriodData {
@@ -180,6 +182,9 @@ pub struct Snapshot {
     pub problems: Vec<Problem>,
     /// The caller dimension table, built on first use (see [`Snapshot::principal_table`]).
     pub principal_table: OnceLock<RecordBatch>,
+    /// The price table of the efficiency view, built on first use (see
+    /// [`crate::layers::rates::price_table`]).
+    pub price_table: OnceLock<RecordBatch>,
     /// The other dimensions' value columns, built on first use.
     pub lookups: LookupValues,
 }
@@ -347,6 +352,7 @@ mod tests {
             dicts: Arc::default(),
             problems: Vec::new(),
             principal_table: OnceLock::new(),
+            price_table: OnceLock::new(),
             lookups: LookupValues::default(),
         };
         let (may_start, may_end) = period_span("2026-05").unwrap_or_default();

@@ -312,6 +312,10 @@ pub struct TokenUsageArgs {
     /// Principal grouping for `--group-by principal`.
     #[arg(long, value_enum, default_value_t = GroupingArg::Arn)]
     pub by: GroupingArg,
+    /// The efficiency view: output per input token, cache-read share and the saving
+    /// cache reads brought against plain input, per row.
+    #[arg(long)]
+    pub efficiency: bool,
 }
 
 /// Arguments of `list-principals`.

@@ -65,6 +65,7 @@ impl TokenUsageArgs {
             group_by,
             tag_key,
             principal_grouping: self.by.to_proto() as i32,
+            efficiency: self.efficiency,
         }
     }
 }

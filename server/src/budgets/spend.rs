@@ -68,6 +68,7 @@ pub fn spec(
         granularity: Granularity::Daily,
         dimensions: Vec::new(),
         allocation: false,
+        efficiency: false,
         scope: scope.clone(),
     })
 }

@@ -375,6 +375,7 @@ impl Catalog {
             dicts: Arc::new(dicts),
             problems,
             principal_table: OnceLock::new(),
+            price_table: OnceLock::new(),
             lookups: Default::default(),
         });
         tracing::info!(
@@ -554,6 +555,7 @@ impl Catalog {
             fingerprint: files.fingerprint.clone(),
             read_at: Utc::now(),
             allocation: loaded.allocation,
+            rates: loaded.rates,
         })
     }
 }

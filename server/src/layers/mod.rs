@@ -16,6 +16,7 @@
 
 pub mod dict;
 pub mod persist;
+pub mod rates;
 
 use std::sync::{Arc, LazyLock};
 
@@ -223,7 +224,7 @@ impl Tokens {
 }
 
 /// One amount per cost metric, in integer units of 1e-10.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Amounts {
     /// Unblended cost.
     pub unblended: i64,

@@ -29,14 +29,16 @@ use sha2::{Digest, Sha256};
 use super::{
     Chunk, Grain, Layer, PeriodLayers, SCHEMA,
     dict::{Dictionaries, Dictionary, TagSets},
+    rates::Rate,
 };
 use crate::{
     allocate::AllocationSummary, catalog::listing::PeriodFiles, load::LoadedPeriod,
     query::CostMetric, rules::bedrock::BedrockRule,
 };
 
-/// Bump when what is written changes meaning or shape (3: the layers gained `routing`).
-const FORMAT: u32 = 3;
+/// Bump when what is written changes meaning or shape (3: the layers gained `routing`;
+/// 4: `meta.json` gained the period's rates).
+const FORMAT: u32 = 4;
 const DICTIONARIES: [&str; 6] = [
     "principals",
     "accounts",
@@ -70,6 +72,7 @@ struct Meta {
     tag_sets: usize,
     chunks: BTreeMap<String, Vec<(i64, i64)>>,
     sha256: BTreeMap<String, String>,
+    rates: Vec<Rate>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -257,6 +260,7 @@ impl LayerCache {
                 tag_sets: period.dicts.tag_sets.sets().len(),
                 chunks,
                 sha256,
+                rates: period.rates.clone(),
             };
             let meta = serde_json::to_vec_pretty(&meta).map_err(|e| bad(e.to_string()))?;
             fs::write(tmp.join("meta.json"), meta)?;
@@ -385,6 +389,7 @@ impl LayerCache {
             line_items: meta.line_items,
             missing_columns: meta.missing_columns,
             allocation,
+            rates: meta.rates,
         })
     }
 }

@@ -41,6 +41,7 @@ use crate::{
     layers::{
         Amounts, GroupedRows, LineKey, Sums, Tokens,
         dict::{Dictionaries, Dictionary},
+        rates::RateSheet,
         time_type,
     },
     rules::{bedrock::BedrockRule, money, usage},
@@ -103,6 +104,9 @@ pub struct FileLines {
     pub line_items: usize,
     /// Column names the file has.
     pub columns: Vec<String>,
+    /// Plain input and cache-read tokens and cost by price key (the efficiency view's
+    /// cache saving).
+    pub rates: RateSheet,
 }
 
 /// Streams one CUR parquet file through DataFusion and folds its Bedrock line items
@@ -587,9 +591,12 @@ impl FileState {
                 continue;
             };
             let mut tokens = Tokens::default();
+            let mut priced = None;
             if let Some((kind, per_unit)) = class.tokens {
                 let amount = amount.and_then(|a| a.is_valid(row).then(|| a.value(row)));
-                tokens.add(kind, usage::token_count(amount, per_unit));
+                let count = usage::token_count(amount, per_unit);
+                tokens.add(kind, count);
+                priced = Some((kind, count));
             }
             let tag_set = self.tag_set(&strings.tags, row);
             let memos = &mut self.memos;
@@ -631,6 +638,9 @@ impl FileState {
             };
             let out = &mut self.out;
             let fine_row = out.fine.add(key, &sums)?;
+            if let Some((kind, count)) = priced {
+                out.rates.add(&key, kind, count, cost)?;
+            }
             out.line_items += 1;
             if key.principal == 0 {
                 out.donors.push(Donor {

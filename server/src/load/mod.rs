@@ -14,7 +14,11 @@ use futures::StreamExt;
 
 use crate::{
     allocate::{self, AllocationSummary, Donor, Participants, Receiver},
-    layers::{LineKey, PeriodLayers, dict::Dictionaries},
+    layers::{
+        LineKey, PeriodLayers,
+        dict::Dictionaries,
+        rates::{PriceKey, Rate},
+    },
     rules::bedrock::BedrockRule,
 };
 pub use file::{FileLines, NOTABLE_COLUMNS, RAW_COLUMNS};
@@ -34,6 +38,8 @@ pub struct LoadedPeriod {
     pub missing_columns: Vec<String>,
     /// Where the period's spend without a caller went.
     pub allocation: Vec<AllocationSummary>,
+    /// Plain input and cache-read sums by price key, by name.
+    pub rates: Vec<Rate>,
 }
 
 /// A failure to load a period: the object concerned and what went wrong.
@@ -107,8 +113,10 @@ pub async fn load_period(
         donors,
         rows_read,
         line_items,
+        rates,
         ..
     } = merged.unwrap_or_default();
+    let rates = rates.named(&dicts);
     let missing_columns = NOTABLE_COLUMNS
         .iter()
         .filter(|c| !columns.contains(**c))
@@ -152,6 +160,7 @@ pub async fn load_period(
         line_items,
         missing_columns,
         allocation,
+        rates,
     })
 }
 
@@ -193,6 +202,12 @@ fn absorb(out: &mut FileLines, read: FileLines) -> Result<(), ArrowError> {
     for segment in read.receiver_ids.segments() {
         out.receiver_ids.push(segment.clone());
     }
+    out.rates.absorb(&read.rates, |k| PriceKey {
+        model: through(&map.models, k.model),
+        region: through(&map.regions, k.region),
+        currency: through(&map.currencies, k.currency),
+        ..*k
+    })?;
     out.rows_read += read.rows_read;
     out.line_items += read.line_items;
     Ok(())

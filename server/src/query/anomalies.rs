@@ -127,6 +127,7 @@ pub fn series_spec(spec: &QuerySpec, baseline_days: u32) -> Result<QuerySpec, Er
         start,
         granularity: Granularity::Daily,
         allocation: false,
+        efficiency: false,
         ..spec.clone()
     })
 }
@@ -340,6 +341,7 @@ mod tests {
                     allocated: 0,
                     tokens: Default::default(),
                     line_items: 1,
+                    cache_saving: 0,
                 })
                 .collect(),
             ..Default::default()
@@ -449,6 +451,7 @@ mod tests {
             allocated: 0,
             tokens: Default::default(),
             line_items: n,
+            cache_saving: 0,
         };
         let series = Answer {
             rows: vec![

@@ -65,6 +65,9 @@ pub struct GroupRow {
     pub tokens: Tokens,
     /// Line items in the group.
     pub line_items: i64,
+    /// With efficiency: what the group's cache-read tokens saved against plain input,
+    /// in units of 1e-16 (zero without it).
+    pub cache_saving: i128,
 }
 
 /// A whole answer, before paging.
@@ -76,6 +79,9 @@ pub struct Answer {
     pub totals: Vec<(String, i128)>,
     /// Sum of all rows' tokens.
     pub tokens: Tokens,
+    /// With efficiency: sum of all rows' cache savings per currency (units of 1e-16),
+    /// ordered by currency.
+    pub cache_savings: Vec<(String, i128)>,
 }
 
 impl Answer {
@@ -151,14 +157,19 @@ pub async fn run_with(
     });
     let mut totals: BTreeMap<String, i128> = BTreeMap::new();
     let mut tokens = Tokens::default();
+    let mut savings: BTreeMap<String, i128> = BTreeMap::new();
     for row in &rows {
         *totals.entry(row.currency.clone()).or_default() += row.cost;
         tokens.merge(&row.tokens);
+        if spec.efficiency {
+            *savings.entry(row.currency.clone()).or_default() += row.cache_saving;
+        }
     }
     Ok(Answer {
         rows,
         totals: totals.into_iter().collect(),
         tokens,
+        cache_savings: savings.into_iter().collect(),
     })
 }
 
@@ -243,6 +254,11 @@ fn read_rows(
         .iter()
         .map(|n| Ok(cast(column(batch, n)?, &DataType::Int64)?))
         .collect::<Result<Vec<_>, Error>>()?;
+    let saving = match batch.column_by_name(out::SAVING) {
+        Some(a) => Some(cast(a, &UNITS_TYPE)?),
+        None => None,
+    };
+    let saving = saving.as_ref().map(|a| a.as_primitive::<Decimal128Type>());
     let line_items = cast(column(batch, out::LINE_ITEMS)?, &DataType::Int64)?;
     let line_items = line_items.as_primitive::<Int64Type>();
     for row in 0..batch.num_rows() {
@@ -267,6 +283,7 @@ fn read_rows(
                 int(&tokens[3]),
             ]),
             line_items: int(line_items),
+            cache_saving: saving.map_or(0, |a| if a.is_valid(row) { a.value(row) } else { 0 }),
         });
     }
     Ok(())

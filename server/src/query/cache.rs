@@ -150,6 +150,7 @@ mod tests {
             allocated: 0,
             tokens: crate::layers::Tokens::default(),
             line_items: 1,
+            cache_saving: 0,
         };
         Arc::new(Answer {
             rows: vec![row; rows],

@@ -20,7 +20,7 @@ use datafusion::{
     common::{JoinType, ScalarValue},
     dataframe::DataFrame,
     datasource::MemTable,
-    functions::expr_fn::date_trunc,
+    functions::expr_fn::{coalesce, date_trunc},
     functions_aggregate::expr_fn::sum,
     logical_expr::{Expr, cast, col, lit},
     prelude::SessionContext,
@@ -36,6 +36,7 @@ use crate::{
     layers::{
         Chunk, SCHEMA, alloc_column, col as c, cost_column,
         dict::{Dictionaries, Dictionary},
+        rates,
     },
     rules::arn::Principal,
     snapshot::{LookupColumn, Snapshot},
@@ -55,6 +56,8 @@ pub mod out {
     pub const TOKENS: [&str; 4] = ["input", "output", "cache_read", "cache_write"];
     /// Number of line items.
     pub const LINE_ITEMS: &str = "line_items";
+    /// With efficiency: the cache saving, in units of 1e-16 (see [`crate::layers::rates`]).
+    pub const SAVING: &str = "cache_saving";
 
     /// Output name of the `i`-th dimension.
     pub fn dimension(i: usize) -> String {
@@ -454,7 +457,10 @@ pub fn plan_with(
     let pieces = pieces(snapshot, spec, choice)?;
     let small = session_for(ctx, pieces.rows());
     let ctx = small.as_ref().unwrap_or(ctx);
-    let df = rows_of(ctx, snapshot, spec, pieces)?;
+    let mut df = rows_of(ctx, snapshot, spec, pieces)?;
+    if spec.efficiency {
+        df = priced(ctx, snapshot, df, spec)?;
+    }
 
     // 1. Sum by ids: cheap integer keys over the layer rows.
     let key = |i: usize| format!("k_dim_{i}");
@@ -490,6 +496,9 @@ pub fn plan_with(
         aggregates.push(sum(col(column)).alias(name));
     }
     aggregates.push(sum(col(c::LINE_ITEMS)).alias(out::LINE_ITEMS));
+    if spec.efficiency {
+        aggregates.push(sum(col(ROW_SAVING)).alias(out::SAVING));
+    }
     // Subtracted chunks can leave groups with nothing in the range: they net to zero
     // line items (every row counts at least one), and are no group of the answer.
     let mut df = df
@@ -553,5 +562,65 @@ pub fn plan_with(
         totals.push(sum(col(name)).alias(name));
     }
     totals.push(sum(col(out::LINE_ITEMS)).alias(out::LINE_ITEMS));
+    if spec.efficiency {
+        totals.push(sum(col(out::SAVING)).alias(out::SAVING));
+    }
     Ok(df.aggregate(resolved, totals)?)
+}
+
+/// A layer row's cache saving, in units of 1e-16.
+const ROW_SAVING: &str = "row_saving";
+
+/// The snapshot's price table (see [`crate::layers::rates::price_table`]), built once.
+pub fn price_table(snapshot: &Snapshot) -> &RecordBatch {
+    snapshot.price_table.get_or_init(|| {
+        let rates = snapshot.periods.iter().flat_map(|p| p.rates.iter());
+        rates::price_table(rates, &snapshot.dicts).unwrap_or_else(|e| {
+            // Only sums beyond i64 fail: the view then reports no saving.
+            tracing::warn!(error = %e, "cannot build the price table; cache savings read as zero");
+            RecordBatch::new_empty(rates::PRICE_SCHEMA.clone())
+        })
+    })
+}
+
+/// Layer rows with their cache saving: each row joined with its price key's saving per
+/// million cache-read tokens under the spec's metric, times its cache-read tokens. The
+/// price key (month, model, region, category, routing, currency) is part of every
+/// layer's key, so a daily or monthly row's saving is exactly the sum of its fine rows'
+/// and subtracted rows cancel exactly; a key without both prices saves nothing.
+fn priced(
+    ctx: &SessionContext,
+    snapshot: &Snapshot,
+    rows: DataFrame,
+    spec: &QuerySpec,
+) -> Result<DataFrame, Error> {
+    let prices = ctx.read_batch(price_table(snapshot).clone())?;
+    let month = "k_month";
+    let rows = rows.with_column(month, bucket_start("month"))?;
+    let joined = rows.join(
+        prices,
+        JoinType::Left,
+        &[
+            month,
+            c::MODEL,
+            c::REGION,
+            c::USAGE_CATEGORY,
+            c::ROUTING,
+            c::CURRENCY,
+        ],
+        &[
+            rates::col::MONTH,
+            rates::col::MODEL,
+            rates::col::REGION,
+            rates::col::CATEGORY,
+            rates::col::ROUTING,
+            rates::col::CURRENCY,
+        ],
+        None,
+    )?;
+    let per_million = coalesce(vec![col(rates::saving_column(spec.metric)), lit(0i64)]);
+    Ok(joined.with_column(
+        ROW_SAVING,
+        cast(col(c::TOKENS_CACHE_READ), UNITS_TYPE) * cast(per_million, UNITS_TYPE),
+    )?)
 }

@@ -141,6 +141,9 @@ pub struct QuerySpec {
     pub dimensions: Vec<Dimension>,
     /// Sum fully loaded cost (direct plus proportionally allocated), see [`crate::allocate`].
     pub allocation: bool,
+    /// Also sum the cache saving of each group (the efficiency view; see
+    /// [`crate::layers::rates`]).
+    pub efficiency: bool,
     /// The line items the caller may see, ANDed with the filter in every plan; the
     /// default is all of them.
     pub scope: Scope,

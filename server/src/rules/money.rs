@@ -131,6 +131,18 @@ pub fn units_and_nanos(scaled: i128) -> (i64, i32) {
     (units as i64, nanos as i32)
 }
 
+/// An amount in units of 1e-16 (a cache saving, see [`crate::layers::rates`]) in units
+/// of 1e-10, rounded half-even.
+pub fn from_micro_units(units: i128) -> i128 {
+    const STEP: i128 = 1_000_000;
+    let (q, r) = (units.div_euclid(STEP), units.rem_euclid(STEP));
+    match (2 * r).cmp(&STEP) {
+        std::cmp::Ordering::Less => q,
+        std::cmp::Ordering::Greater => q + 1,
+        std::cmp::Ordering::Equal => q + (q & 1),
+    }
+}
+
 /// Cost per million tokens: `cost / tokens * 1e6`, rounded half-even to ten places.
 /// `None` without tokens.
 pub fn per_million_tokens(scaled: i128, tokens: i64) -> Option<i128> {
@@ -146,6 +158,17 @@ pub fn per_million_tokens(scaled: i128, tokens: i64) -> Option<i128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn micro_units_round_half_even() {
+        assert_eq!(from_micro_units(27_000_000_000_000_000), 27_000_000_000);
+        assert_eq!(from_micro_units(1_499_999), 1);
+        assert_eq!(from_micro_units(1_500_000), 2);
+        assert_eq!(from_micro_units(2_500_000), 2);
+        assert_eq!(from_micro_units(-2_500_000), -2);
+        assert_eq!(from_micro_units(-1_500_001), -2);
+        assert_eq!(from_micro_units(-500_000), 0);
+    }
 
     #[test]
     fn doubles_become_the_decimal_that_was_written() {

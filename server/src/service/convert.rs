@@ -561,6 +561,22 @@ pub fn row(group: &GroupRow, spec: &QuerySpec) -> pb::Row {
     row
 }
 
+/// Sets the efficiency view's fields of `row` from its group: output per input token
+/// and cache-read share (input counting plain, cache-read and cache-write tokens; unset
+/// without input) and the cache saving, rounded half-even from units of 1e-16.
+pub fn efficiency(row: &mut pb::Row, group: &GroupRow) {
+    let t = &group.tokens;
+    let input = t.input + t.cache_read + t.cache_write;
+    if input > 0 {
+        row.output_input_ratio = Some(t.output as f64 / input as f64);
+        row.cache_read_share = Some(t.cache_read as f64 / input as f64);
+    }
+    row.cache_read_saving = Some(money(
+        &group.currency,
+        crate::rules::money::from_micro_units(group.cache_saving),
+    ));
+}
+
 /// One period's allocation summary as a proto message.
 pub fn allocation_summary(
     period: &crate::snapshot::PeriodData,

@@ -67,6 +67,7 @@ struct Grouped {
     totals: Vec<pb::Money>,
     total_tokens: pb::Tokens,
     info: pb::AnswerInfo,
+    cache_savings: Vec<pb::Money>,
 }
 
 /// The longest time range a request may span unless `--max-range` says otherwise: five
@@ -260,6 +261,7 @@ impl AttributionApi {
             granularity: convert::granularity(granularity)?,
             dimensions,
             allocation: false,
+            efficiency: false,
             scope: Scope::default(),
         };
         audit::record_spec(&spec);
@@ -336,6 +338,9 @@ impl AttributionApi {
                         crate::rules::money::per_million_tokens(group.cost, all)
                             .map(|a| convert::money(&group.currency, a));
                 }
+                if spec.efficiency {
+                    convert::efficiency(&mut row, group);
+                }
                 row
             })
             .collect();
@@ -358,6 +363,11 @@ impl AttributionApi {
                 snapshot_version: snapshot.version,
                 notes: notes(&snapshot, &spec),
             },
+            cache_savings: answer
+                .cache_savings
+                .iter()
+                .map(|(c, a)| convert::money(c, crate::rules::money::from_micro_units(*a)))
+                .collect(),
         })
     }
 
@@ -550,6 +560,10 @@ impl AttributionService for AttributionApi {
             r.granularity,
             dimensions,
         )?;
+        let spec = QuerySpec {
+            efficiency: r.efficiency,
+            ..spec
+        };
         record_spec(&spec);
         let fp = fingerprint("TokenUsage", r, &spec.scope, |m| {
             m.page_token.clear();
@@ -565,6 +579,7 @@ impl AttributionService for AttributionApi {
             totals: g.totals,
             total_tokens: Some(g.total_tokens),
             info: Some(g.info),
+            total_cache_read_savings: g.cache_savings,
         }))
     }
 

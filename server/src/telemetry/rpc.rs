@@ -409,6 +409,7 @@ mod tests {
                 Dimension::Principal(PrincipalGrouping::Role),
             ],
             allocation: true,
+            efficiency: false,
             scope: Default::default(),
         };
         assert_eq!(

@@ -77,7 +77,10 @@ async fn layered_answers_equal_a_plain_scan() {
     let mut scopes = SmallRng::seed_from_u64(8);
     // Routing groupings and filters likewise, in cases after the first 160.
     let mut routings = SmallRng::seed_from_u64(10);
+    // And the efficiency view (cache savings through the price table).
+    let mut efficiencies = SmallRng::seed_from_u64(12);
     let (mut coarse, mut subtracted, mut compared, mut routed) = (0, 0, 0, 0);
+    let mut saved = 0;
     for case in 0..220 {
         let routing_case = case >= 160;
         let allocation = rng.random_ratio(1, 5);
@@ -198,6 +201,8 @@ async fn layered_answers_equal_a_plain_scan() {
             granularity,
             dimensions: dims,
             allocation,
+            // The cache saving joins the price table into the plan.
+            efficiency: !allocation && efficiencies.random_ratio(1, 3),
             scope: random_scope(&mut scopes, &principals, &accounts, &teams),
         };
         let fast = query::run(ctx, &snapshot, &spec).await;
@@ -213,6 +218,7 @@ async fn layered_answers_equal_a_plain_scan() {
         assert_eq!(fast.rows, plain.rows, "case {case}: {spec:?}");
         assert_eq!(fast.totals, plain.totals, "case {case}");
         assert_eq!(fast.tokens, plain.tokens, "case {case}");
+        assert_eq!(fast.cache_savings, plain.cache_savings, "case {case}");
         // Every grouping reconciles to the ungrouped totals.
         let whole = query::run(
             ctx,
@@ -226,6 +232,10 @@ async fn layered_answers_equal_a_plain_scan() {
         .await
         .unwrap();
         assert_eq!(fast.totals, whole.totals, "case {case}");
+        assert_eq!(fast.cache_savings, whole.cache_savings, "case {case}");
+        if fast.cache_savings.iter().any(|(_, s)| *s != 0) {
+            saved += 1;
+        }
         compared += 1;
         let used = layer_use(&snapshot, &spec).unwrap();
         if used.daily + used.monthly > 0 && !fast.rows.is_empty() {
@@ -247,6 +257,7 @@ async fn layered_answers_equal_a_plain_scan() {
         subtracted >= 8,
         "only {subtracted} cases subtracted finer chunks"
     );
+    assert!(saved >= 12, "only {saved} cases had a cache saving");
     assert!(
         routed >= 25,
         "only {routed} of the 60 routing cases answered rows"

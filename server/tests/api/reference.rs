@@ -619,3 +619,153 @@ async fn answers_equal_duckdb_on_the_same_files() {
     }
     server.stop().await;
 }
+
+/// Id, range, metric (request and reference names), reference group names, request
+/// dimensions and tag key.
+type EfficiencyCase<'a> = (
+    &'a str,
+    (&'a str, &'a str),
+    proto::CostMetric,
+    &'a str,
+    &'a [&'a str],
+    Vec<i32>,
+    &'a str,
+);
+
+/// The efficiency view (TokenUsage with `efficiency`): every row's cost, tokens, cache
+/// saving, output/input ratio and cache-read share, and the total saving, equal DuckDB's
+/// on the same files, grouped by model, caller, tag value and not at all, over ranges
+/// that cut days, under every metric.
+#[tokio::test]
+async fn efficiency_equals_duckdb() {
+    let server = TestServer::start(&[small_export()]).await;
+    let mut raw = server.client.raw();
+    let cases: [EfficiencyCase<'_>; 4] = [
+        (
+            "efficiency_models",
+            ("2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z"),
+            proto::CostMetric::Unblended,
+            "unblended",
+            &["model"],
+            vec![D::Model.into()],
+            "",
+        ),
+        (
+            "efficiency_callers_cut_days",
+            ("2026-04-05T07:00:00Z", "2026-06-17T13:00:00Z"),
+            proto::CostMetric::NetUnblended,
+            "net_unblended",
+            &["principal_arn"],
+            vec![D::Principal.into()],
+            "",
+        ),
+        (
+            "efficiency_teams",
+            ("2026-03-01T00:00:00Z", "2026-08-01T00:00:00Z"),
+            proto::CostMetric::Blended,
+            "blended",
+            &["tag"],
+            vec![D::Tag.into()],
+            "iamPrincipal/team",
+        ),
+        (
+            "efficiency_whole",
+            ("2026-06-08T00:00:00Z", "2026-06-15T00:00:00Z"),
+            proto::CostMetric::PublicOnDemand,
+            "public_on_demand",
+            &[],
+            vec![],
+            "",
+        ),
+    ];
+    let specs: Vec<Value> = cases
+        .iter()
+        .map(|(id, (s, e), _, metric, names, _, tag_key)| {
+            json!({"id": id, "start": s, "end": e, "metric": metric, "granularity": "none",
+                   "group_by": names, "tag_key": tag_key, "efficiency": true})
+        })
+        .collect();
+    let expected = reference(&specs);
+    let mut saving_rows = 0;
+    for (id, (s, e), metric, _, names, group_by, tag_key) in &cases {
+        let answer = raw
+            .token_usage(proto::TokenUsageRequest {
+                time_range: range(s, e),
+                cost_metric: (*metric).into(),
+                group_by: group_by.clone(),
+                tag_key: tag_key.to_string(),
+                page_size: 10_000,
+                efficiency: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(answer.next_page_token.is_empty(), "{id}: one page");
+        type Efficiency = (Sums, Decimal, Option<f64>, Option<f64>);
+        let ours: BTreeMap<Key, Efficiency> = answer
+            .rows
+            .iter()
+            .map(|r| {
+                (
+                    key_of(r, names, G::Arn),
+                    (
+                        sums(r),
+                        exact(r.cache_read_saving.as_ref().unwrap()),
+                        r.output_input_ratio,
+                        r.cache_read_share,
+                    ),
+                )
+            })
+            .collect();
+        let rows = expected["results"][id].as_array().unwrap();
+        let mut total_units: BTreeMap<String, i128> = BTreeMap::new();
+        let theirs: BTreeMap<Key, Efficiency> = rows
+            .iter()
+            .map(|row| {
+                let (key, sums) = reference_rows(&Value::Array(vec![row.clone()]), id)
+                    .pop_first()
+                    .unwrap();
+                let saving: Decimal = row["cache_saving"].as_str().unwrap().parse().unwrap();
+                let units: i128 = row["cache_saving_units16"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                *total_units
+                    .entry(key["currency"].clone().unwrap())
+                    .or_default() += units;
+                let (_, input, output, cache_read, cache_write, _, _) = sums;
+                let all_input = input + cache_read + cache_write;
+                let ratio = (all_input > 0).then(|| output as f64 / all_input as f64);
+                let share = (all_input > 0).then(|| cache_read as f64 / all_input as f64);
+                (key, (sums, saving, ratio, share))
+            })
+            .collect();
+        assert!(!theirs.is_empty(), "{id}: the reference found nothing");
+        assert_eq!(ours, theirs, "{id}");
+        saving_rows += ours.values().filter(|v| !v.1.is_zero()).count();
+        // The total is the exact sum of the rows' savings, rounded once.
+        let total: BTreeMap<String, Decimal> = answer
+            .total_cache_read_savings
+            .iter()
+            .map(|m| (m.currency_code.clone(), exact(m)))
+            .collect();
+        let want: BTreeMap<String, Decimal> = total_units
+            .into_iter()
+            .map(|(c, u)| {
+                let d = Decimal::from_i128_with_scale(u, 16).round_dp_with_strategy(
+                    10,
+                    rust_decimal::RoundingStrategy::MidpointNearestEven,
+                );
+                (c, d)
+            })
+            .collect();
+        assert_eq!(total, want, "{id}: total saving");
+    }
+    assert!(
+        saving_rows >= 5,
+        "only {saving_rows} rows saved anything: the cases test little"
+    );
+    server.stop().await;
+}

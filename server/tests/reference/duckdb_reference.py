@@ -469,6 +469,50 @@ def ensure_alloc(con, metric):
     return table
 
 
+# The efficiency view's cache saving: per usage month, model, region, usage category,
+# routing and currency, the price per million tokens (units of 1e-10, rounded half away
+# from zero) of plain input and of cache reads over every Bedrock Usage line item of that
+# kind (whatever the request's range, filters or scope); a cache-read token saves their
+# difference, when both are known. Sums are in units of 1e-16 (HUGEINT).
+PRICES_SQL = r"""
+CREATE TEMP TABLE {table} AS
+WITH s AS (
+    SELECT date_trunc('month', usage_start) AS month, model, region, usage_category, routing, currency,
+           CAST(sum(CASE WHEN kind = 'input' THEN tok_input ELSE 0 END) AS HUGEINT)      AS in_tok,
+           sum(CASE WHEN kind = 'input' THEN CAST({cost} * 10000000000 AS HUGEINT) ELSE 0 END)
+                                                                                         AS in_cost,
+           CAST(sum(CASE WHEN kind = 'cache_read' THEN tok_cache_read ELSE 0 END) AS HUGEINT) AS cr_tok,
+           sum(CASE WHEN kind = 'cache_read' THEN CAST({cost} * 10000000000 AS HUGEINT) ELSE 0 END)
+                                                                                         AS cr_cost
+    FROM norm
+    WHERE line_item_type = 'Usage' AND usage_start IS NOT NULL AND kind IN ('input', 'cache_read')
+    GROUP BY ALL
+), p AS (
+    SELECT *,
+           CASE WHEN in_tok > 0 THEN sign(in_cost) * ((2 * abs(in_cost) * 1000000 + in_tok) // (2 * in_tok)) END AS in_price,
+           CASE WHEN cr_tok > 0 THEN sign(cr_cost) * ((2 * abs(cr_cost) * 1000000 + cr_tok) // (2 * cr_tok)) END AS cr_price
+    FROM s
+)
+SELECT month, model, region, usage_category, routing, currency, in_price - cr_price AS delta FROM p
+"""
+
+
+def ensure_prices(con, metric):
+    table = "prices_" + metric
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = $t", {"t": table}
+    ).fetchone()[0]
+    if not exists:
+        con.execute(PRICES_SQL.format(table=table, cost=METRIC_COL[metric]))
+    return table
+
+
+def _saving(units16):
+    """A count of 1e-16 units as a decimal string, rounded half-even to ten places."""
+    from decimal import Decimal, ROUND_HALF_EVEN
+    return str(Decimal(int(units16)).scaleb(-16).quantize(Decimal("1E-10"), rounding=ROUND_HALF_EVEN))
+
+
 def _units(text):
     """A HUGEINT count of 1e-10 units, as a decimal string."""
     from decimal import Decimal
@@ -481,7 +525,16 @@ def run_query(con, spec):
     if metric not in METRIC_COL:
         raise ValueError("unknown metric %r" % metric)
     allocation = bool(spec.get("allocation"))
+    efficiency = bool(spec.get("efficiency"))
     table = ensure_alloc(con, metric) if allocation else "norm"
+    if efficiency:
+        prices = ensure_prices(con, metric)
+        table = (
+            "(SELECT n.*, n.tok_cache_read * coalesce(p.delta, 0) AS saving16 FROM {t} n "
+            "LEFT JOIN {p} p ON date_trunc('month', n.usage_start) = p.month AND n.model = p.model "
+            "AND n.region = p.region AND n.usage_category = p.usage_category "
+            "AND n.routing = p.routing AND n.currency IS NOT DISTINCT FROM p.currency) AS priced"
+        ).format(t=table, p=prices)
     if allocation:
         cost_sql = "CAST(sum(cu + alloc_u) AS VARCHAR), CAST(sum(alloc_u) AS VARCHAR)"
     else:
@@ -567,8 +620,9 @@ def run_query(con, spec):
     n_keys = 2 + len(group_sql)
     sql = (
         "SELECT currency, {period}{groups}, {cost}, sum(tok_input), sum(tok_output), "
-        "sum(tok_cache_read), sum(tok_cache_write), count(*) FROM {table} {where} GROUP BY {gb}"
+        "sum(tok_cache_read), sum(tok_cache_write), count(*){saving} FROM {table} {where} GROUP BY {gb}"
     ).format(
+        saving=", CAST(sum(saving16) AS VARCHAR)" if efficiency else "",
         period=period_sql,
         groups="".join(", " + g for g in group_sql),
         cost=cost_sql,
@@ -595,6 +649,9 @@ def run_query(con, spec):
         )
         if allocation:
             out[-1]["allocated"] = _units(r[1])
+        if efficiency:
+            out[-1]["cache_saving"] = _saving(r[7])
+            out[-1]["cache_saving_units16"] = str(int(r[7]))
     return out
 
 
