@@ -49,6 +49,9 @@ pub struct RowLayout {
     pub cost_per_million: bool,
     /// Show direct and allocated cost beside the fully loaded cost.
     pub allocation: bool,
+    /// Show the efficiency view: output per input token, cache-read share and saving
+    /// (TokenUsage with `efficiency`).
+    pub efficiency: bool,
 }
 
 impl RowLayout {
@@ -90,7 +93,10 @@ impl RowLayout {
     /// Columns of a TokenUsage answer: `group_by`, plus the cost per million tokens.
     pub fn token_usage(request: &proto::TokenUsageRequest) -> Self {
         let group_by = dims(request.group_by(), request.principal_grouping());
-        RowLayout::new(group_by, request.granularity(), true)
+        RowLayout {
+            efficiency: request.efficiency,
+            ..RowLayout::new(group_by, request.granularity(), true)
+        }
     }
 
     fn new(
@@ -110,6 +116,7 @@ impl RowLayout {
             period: granularity != proto::Granularity::Unspecified,
             cost_per_million,
             allocation: false,
+            efficiency: false,
         }
     }
 }
@@ -223,6 +230,13 @@ fn rows_table(layout: &RowLayout, answer: &AllRows, table: bool) -> Result<Table
     if layout.cost_per_million {
         columns.push(Column::number("COST/1M TOK", "cost_per_million_tokens"));
     }
+    if layout.efficiency {
+        columns.extend([
+            Column::number("OUT/IN", "output_input_ratio"),
+            Column::number("CACHE SHARE", "cache_read_share"),
+            Column::number("CACHE SAVING", "cache_read_saving"),
+        ]);
+    }
     let mut out = Table::new(columns);
     // Per currency: summed tokens and line items of the rows, for the totals lines.
     let mut sums: BTreeMap<String, (proto::Tokens, i64)> = BTreeMap::new();
@@ -267,6 +281,18 @@ fn rows_table(layout: &RowLayout, answer: &AllRows, table: bool) -> Result<Table
                 None => String::new(),
             };
             cells.push(per_million);
+        }
+        if layout.efficiency {
+            // Ratios are shown to four places; the saving exactly.
+            let ratio = |r: Option<f64>| r.map(|r| format!("{r:.4}")).unwrap_or_default();
+            cells.push(ratio(row.output_input_ratio));
+            cells.push(ratio(row.cache_read_share));
+            cells.push(match &row.cache_read_saving {
+                Some(m) => labels::money(Some(m), "cache read saving")?
+                    .amount
+                    .to_string(),
+                None => String::new(),
+            });
         }
         out.push(cells);
     }
@@ -335,6 +361,12 @@ struct JsonRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     cost_per_million_tokens: Option<labels::JsonMoney>,
     line_items: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_input_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_read_share: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_read_saving: Option<labels::JsonMoney>,
 }
 
 #[derive(Debug, Serialize)]
@@ -376,6 +408,12 @@ fn rows_document(layout: &RowLayout, answer: &AllRows) -> Result<RowsDocument, C
                 None => None,
             },
             line_items: row.line_items,
+            output_input_ratio: row.output_input_ratio,
+            cache_read_share: row.cache_read_share,
+            cache_read_saving: match &row.cache_read_saving {
+                Some(m) => Some(labels::JsonMoney::from_proto(Some(m), "cache read saving")?),
+                None => None,
+            },
         };
         for dim in &layout.dimensions {
             match dim {
@@ -532,6 +570,7 @@ mod tests {
                 period: true,
                 cost_per_million: false,
                 allocation: false,
+                efficiency: false,
             }
         );
         let by_tag = RowLayout::cost_by_tag(&proto::CostByTagRequest {
@@ -555,6 +594,12 @@ mod tests {
         let usage = RowLayout::token_usage(&proto::TokenUsageRequest::default());
         assert!(usage.dimensions.is_empty());
         assert!(usage.cost_per_million);
+        assert!(!usage.efficiency);
+        let efficiency = RowLayout::token_usage(&proto::TokenUsageRequest {
+            efficiency: true,
+            ..Default::default()
+        });
+        assert!(efficiency.efficiency);
     }
 
     #[test]
@@ -699,6 +744,54 @@ ml,123456789012,on-demand,6.0000000000,USD,2000000,0,0,0,2,3.0000000000
 UNTAGGED,123456789012,on-demand,1.0000000000,USD,2000000,0,0,0,2,
 ";
         assert_eq!(render(Format::Csv, &layout, &answer), expected);
+    }
+
+    #[test]
+    fn efficiency_columns() {
+        let layout = RowLayout::token_usage(&proto::TokenUsageRequest {
+            group_by: vec![proto::Dimension::Model as i32],
+            efficiency: true,
+            ..Default::default()
+        });
+        let answer = AllRows {
+            rows: vec![
+                proto::Row {
+                    model: "claude".to_owned(),
+                    cost: money("9.0000000000", "USD"),
+                    tokens: tokens(1_000_000, 250_000, 500_000, 500_000),
+                    line_items: 4,
+                    output_input_ratio: Some(0.125),
+                    cache_read_share: Some(0.25),
+                    cache_read_saving: money("1.3500000000", "USD"),
+                    ..Default::default()
+                },
+                proto::Row {
+                    model: String::new(),
+                    cost: money("2.0000000000", "USD"),
+                    tokens: tokens(0, 0, 0, 0),
+                    line_items: 1,
+                    cache_read_saving: money("0.0000000000", "USD"),
+                    ..Default::default()
+                },
+            ],
+            totals: vec![money("11.0000000000", "USD").unwrap_or_default()],
+            ..Default::default()
+        };
+        let expected = "\
+model,cost,currency,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,line_items,cost_per_million_tokens,output_input_ratio,cache_read_share,cache_read_saving
+claude,9.0000000000,USD,1000000,250000,500000,500000,4,,0.1250,0.2500,1.3500000000
+,2.0000000000,USD,0,0,0,0,1,,,,0.0000000000
+";
+        assert_eq!(render(Format::Csv, &layout, &answer), expected);
+        let json: serde_json::Value =
+            serde_json::from_str(&render(Format::Json, &layout, &answer)).expect("json");
+        assert_eq!(json["rows"][0]["output_input_ratio"], 0.125);
+        assert_eq!(json["rows"][0]["cache_read_share"], 0.25);
+        assert!(json["rows"][1].get("cache_read_share").is_none());
+        assert_eq!(
+            json["rows"][0]["cache_read_saving"]["amount"],
+            "1.3500000000"
+        );
     }
 
     #[test]
