@@ -37,8 +37,8 @@ for overlay in "${overlays[@]}"; do
         continue
     fi
     objects="$(grep -c '^kind:' "$rendered" || true)"
-    if [ "$objects" -lt 7 ]; then
-        fail "k8s/overlays/$overlay renders $objects objects, expected 7 or more"
+    if [ "$objects" -lt 8 ]; then
+        fail "k8s/overlays/$overlay renders $objects objects, expected 8 or more"
     fi
     for version in "${versions[@]}"; do
         log="$out/$overlay-$version.log"

@@ -631,6 +631,14 @@ fn remove_leftovers(state: &Path) {
 mod tests {
     use super::*;
 
+    /// The budgets the Kubernetes base deploys (a ConfigMap) are valid as they stand.
+    #[test]
+    fn the_kubernetes_budgets_file_is_valid() {
+        let text = include_str!("../../../k8s/base/budgets.yaml");
+        let budgets = parse(text, Origin::File).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(budgets.len(), 3);
+    }
+
     const FILE: &str = r#"
 budgets:
   - id: search
