@@ -403,9 +403,22 @@ enum Question {
     Team,
     ModelDaily,
     OneCaller,
+    TeamEfficiency,
 }
 
-const QUESTIONS: [Question; 5] = [
+/// The questions timed one by one (the five, then the efficiency view).
+const QUESTIONS: [Question; 6] = [
+    Question::TopArn,
+    Question::Role,
+    Question::Team,
+    Question::ModelDaily,
+    Question::OneCaller,
+    Question::TeamEfficiency,
+];
+
+/// The mix of the load test: the five questions, so that its figures compare
+/// across runs.
+const LOAD_QUESTIONS: [Question; 5] = [
     Question::TopArn,
     Question::Role,
     Question::Team,
@@ -421,6 +434,7 @@ impl Question {
             Question::Team => "by_team_tag",
             Question::ModelDaily => "model_daily_tokens",
             Question::OneCaller => "one_caller_daily",
+            Question::TeamEfficiency => "team_efficiency",
         }
     }
 
@@ -431,6 +445,7 @@ impl Question {
             Question::Team => "CostByTag iamPrincipal/team, all pages",
             Question::ModelDaily => "TokenUsage MODEL x DAILY, all pages",
             Question::OneCaller => "CostByPrincipal 1 ARN x DAILY",
+            Question::TeamEfficiency => "TokenUsage TAG team, efficiency",
         }
     }
 
@@ -491,6 +506,16 @@ impl Question {
                 })
                 .await
                 .map(|r| r.rows.len()),
+            Question::TeamEfficiency => client
+                .token_usage_all(proto::TokenUsageRequest {
+                    time_range: range,
+                    group_by: vec![proto::Dimension::Tag.into()],
+                    tag_key: TEAM_TAG_KEY.to_owned(),
+                    efficiency: true,
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.rows.len()),
         }
     }
 
@@ -505,6 +530,9 @@ impl Question {
             Question::ModelDaily => json!({"question": "model", "granularity": "daily"}),
             Question::OneCaller => json!({"question": "principal_arn", "granularity": "daily",
                 "principals": [busy_arn]}),
+            Question::TeamEfficiency => {
+                json!({"question": "tag", "tag_key": TEAM_TAG_KEY, "efficiency": true})
+            }
         };
         if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
             spec.extend(extra.clone());
@@ -587,7 +615,7 @@ async fn load(
             };
             while Instant::now() < deadline {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
-                let question = QUESTIONS[(n % QUESTIONS.len() as u64) as usize];
+                let question = LOAD_QUESTIONS[(n % LOAD_QUESTIONS.len() as u64) as usize];
                 let end = span.1
                     - chrono::Duration::hours(skip_hours)
                     - chrono::Duration::seconds((n % room) as i64 + 1);

@@ -191,6 +191,125 @@ GROUP BY ALL
 """
 
 
+# The efficiency view's cache saving (README "Efficiency"): prices per usage month, model,
+# region, usage category, routing and currency over EVERY Bedrock Usage line item of kind
+# input or cache read in the files (not only the range), per million tokens in units of
+# 1e-10 rounded half away from zero; a range's cache-read tokens times the difference, in
+# units of 1e-16. One statement: the line items are classified once (CTE), priced, joined.
+EFFICIENCY_SQL = r"""
+WITH items AS (
+    SELECT *,
+           CASE WHEN is_usage AND kind <> 'none'
+                THEN coalesce(TRY_CAST(round(amount * unit) AS BIGINT), 0)
+                ELSE 0 END                                        AS tokens,
+           CASE WHEN contains(utl, 'provisionedthroughput') OR contains(utl, 'modelunits') THEN 5
+                WHEN contains(utl, 'reserved') THEN 6
+                WHEN contains(utl, 'batch') THEN 2
+                WHEN contains(utl, '-flex') THEN 3
+                WHEN contains(utl, '-priority') THEN 4
+                WHEN contains(utl, 'latency-optimized') THEN 7
+                WHEN contains(utl, 'customization') THEN 8
+                WHEN contains(utl, 'custommodelimport') THEN 9
+                WHEN kind <> 'none' THEN 1
+                ELSE 10 END                                       AS category,
+           CASE WHEN contains(utl, 'cross-region-global') OR contains(utl, '_global')
+                  OR contains(utl, '-global-') THEN 3
+                WHEN contains(utl, 'cross-region-geo') THEN 2
+                ELSE 1 END                                        AS routing
+    FROM (
+        SELECT *,
+               CASE WHEN contains(utl, 'reserved') OR contains(utl, 'provisionedthroughput')
+                      OR contains(utl, 'modelunits') THEN 'none'
+                    WHEN contains(ks, 'cache read') OR contains(ks, 'cache-read')
+                      OR contains(ks, 'cache_read') OR contains(ks, 'cacheread') THEN 'cache_read'
+                    WHEN contains(ks, 'cache write') OR contains(ks, 'cache-write')
+                      OR contains(ks, 'cache_write') OR contains(ks, 'cachewrite') THEN 'cache_write'
+                    WHEN contains(ks, 'input') THEN 'input'
+                    WHEN contains(ks, 'output') THEN 'output'
+                    ELSE 'none' END                               AS kind
+        FROM (
+            SELECT
+                line_item_usage_start_date                        AS usage_start,
+                line_item_currency_code                           AS currency,
+                NULLIF(line_item_iam_principal, '')               AS p,
+                tags,
+                coalesce(product_region_code, '')                 AS region,
+                exact({cost_col})                                 AS cost,
+                line_item_line_item_type = 'Usage'                AS is_usage,
+                coalesce(line_item_usage_amount, 0)               AS amount,
+                token_unit(pricing_unit, line_item_line_item_description)::DOUBLE AS unit,
+                lower(coalesce(line_item_usage_type, ''))         AS utl,
+                lower(CASE WHEN coalesce(product['inference_type'], '') <> ''
+                           THEN product['inference_type']
+                           ELSE coalesce(line_item_usage_type, '') END) AS ks{model}
+            FROM read_parquet($files, union_by_name = true, hive_partitioning = false)
+            WHERE line_item_usage_start_date IS NOT NULL
+              AND (line_item_product_code IN ({codes})
+                   OR product_product_family = 'Amazon Bedrock'
+                   OR (bill_billing_entity = 'AWS Marketplace'
+                       AND ends_with(product['product_name'], '(Amazon Bedrock Edition)'))
+                   OR coalesce(line_item_iam_principal, '') <> '')
+        )
+    )
+), sums AS (
+    SELECT date_trunc('month', usage_start) AS month, model, region, category, routing, currency,
+           CAST(sum(CASE WHEN kind = 'input' THEN tokens ELSE 0 END) AS HUGEINT) AS in_tok,
+           sum(CASE WHEN kind = 'input' THEN CAST(cost * 10000000000 AS HUGEINT) ELSE 0 END) AS in_cost,
+           CAST(sum(CASE WHEN kind = 'cache_read' THEN tokens ELSE 0 END) AS HUGEINT) AS cr_tok,
+           sum(CASE WHEN kind = 'cache_read' THEN CAST(cost * 10000000000 AS HUGEINT) ELSE 0 END) AS cr_cost
+    FROM items
+    WHERE is_usage AND kind IN ('input', 'cache_read')
+    GROUP BY ALL
+), prices AS (
+    SELECT month, model, region, category, routing, currency,
+           CASE WHEN in_tok > 0 THEN sign(in_cost) * ((2 * abs(in_cost) * 1000000 + in_tok) // (2 * in_tok)) END
+         - CASE WHEN cr_tok > 0 THEN sign(cr_cost) * ((2 * abs(cr_cost) * 1000000 + cr_tok) // (2 * cr_tok)) END
+                                                                  AS delta
+    FROM sums
+)
+SELECT i.currency, {key} AS k,
+       sum(i.cost)                                                    AS cost,
+       sum(CASE WHEN i.kind = 'input' THEN i.tokens ELSE 0 END)       AS tok_input,
+       sum(CASE WHEN i.kind = 'output' THEN i.tokens ELSE 0 END)      AS tok_output,
+       sum(CASE WHEN i.kind = 'cache_read' THEN i.tokens ELSE 0 END)  AS tok_cache_read,
+       sum(CASE WHEN i.kind = 'cache_write' THEN i.tokens ELSE 0 END) AS tok_cache_write,
+       count(*)                                                       AS line_items,
+       CAST(sum(CASE WHEN i.kind = 'cache_read' THEN i.tokens ELSE 0 END * coalesce(pr.delta, 0))
+            AS VARCHAR)                                               AS cache_saving_units16
+FROM items i
+LEFT JOIN prices pr
+  ON date_trunc('month', i.usage_start) = pr.month AND i.model = pr.model AND i.region = pr.region
+ AND i.category = pr.category AND i.routing = pr.routing
+ AND i.currency IS NOT DISTINCT FROM pr.currency
+WHERE i.usage_start >= CAST($t_start AS TIMESTAMPTZ) AND i.usage_start < CAST($t_end AS TIMESTAMPTZ)
+GROUP BY ALL
+ORDER BY cost DESC, k NULLS FIRST, i.currency
+"""
+
+
+def build_efficiency(spec, metric, params):
+    """(sql, params) of the efficiency view grouped by a caller ARN, a model or a tag value."""
+    question = spec["question"]
+    if question == "principal_arn":
+        key = "i.p"
+    elif question == "model":
+        key = "i.model"
+    elif question == "tag":
+        params["tag_key"] = spec["tag_key"]
+        key = "i.tags[$tag_key]"
+    else:
+        raise ValueError("no efficiency view of question %r" % question)
+    if (spec.get("granularity") or "none") != "none" or spec.get("principals") or spec.get("limit"):
+        raise ValueError("the efficiency view here takes no granularity, principals or limit")
+    sql = EFFICIENCY_SQL.format(
+        cost_col=METRICS[metric],
+        codes=", ".join(_sql_literal(c) for c in BEDROCK_CODES),
+        model=MODEL_SQL,
+        key=key,
+    )
+    return sql, params
+
+
 def _sql_literal(s):
     return "'" + s.replace("'", "''") + "'"
 
@@ -203,6 +322,8 @@ def build(spec):
     if metric not in METRICS:
         raise ValueError("unknown metric %r" % metric)
     params = {"t_start": spec["start"], "t_end": spec["end"]}
+    if spec.get("efficiency"):
+        return build_efficiency(spec, metric, params)
     granularity = spec.get("granularity") or "none"
     if granularity == "none":
         period = ""
