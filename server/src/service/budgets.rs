@@ -250,10 +250,7 @@ impl AttributionApi {
         let as_of = match &r.as_of {
             None => None,
             Some(t) => {
-                let t = u32::try_from(t.nanos)
-                    .ok()
-                    .and_then(|n| Utc.timestamp_opt(t.seconds, n).single())
-                    .ok_or_else(|| Error::invalid("as_of", "is not a valid timestamp"))?;
+                let t = convert::timestamp("as_of", Some(t))?;
                 if micros(t).rem_euclid(HOUR) != 0 {
                     return Err(Error::invalid(
                         "as_of",

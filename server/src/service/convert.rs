@@ -33,7 +33,9 @@ pub const MAX_ARN_CHARS: usize = 2048;
 /// Longest model name, region code or line item type accepted.
 pub const MAX_NAME_CHARS: usize = 256;
 
-fn timestamp(
+/// A protobuf timestamp as a UTC instant; nanos must lie in `[0, 1e9)` (chrono would read
+/// larger values as a leap second, which protobuf timestamps never carry).
+pub(super) fn timestamp(
     field: &'static str,
     t: Option<&prost_types::Timestamp>,
 ) -> Result<DateTime<Utc>, Error> {
@@ -45,6 +47,7 @@ fn timestamp(
     })?;
     u32::try_from(t.nanos)
         .ok()
+        .filter(|nanos| *nanos < 1_000_000_000)
         .and_then(|nanos| Utc.timestamp_opt(t.seconds, nanos).single())
         .ok_or_else(|| {
             Error::invalid(
