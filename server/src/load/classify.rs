@@ -7,6 +7,8 @@
 //! for Marketplace `Units`, the description). A file of millions of line items holds a
 //! few hundred such combinations, so each is classified once and looked up after.
 
+use std::fmt::Write as _;
+
 use rustc_hash::FxHashMap;
 
 use crate::{
@@ -101,12 +103,14 @@ impl Classifier {
             // carry prices and would only multiply the combinations.
             if units { f.description } else { None },
         ] {
+            // Each value is length-prefixed: with separators alone, a value holding the
+            // separator character could make two different combinations share one key.
             match part {
                 Some(s) => {
-                    self.key.push('\u{1}');
+                    let _ = write!(self.key, "{}:", s.len());
                     self.key.push_str(s);
                 }
-                None => self.key.push('\u{2}'),
+                None => self.key.push('-'),
             }
         }
         if let Some(class) = self.memo.get(self.key.as_str()) {
@@ -188,6 +192,40 @@ mod tests {
         );
         assert_eq!(tax.tokens, None, "only Usage counts tokens");
         assert!(!tax.usage);
+    }
+
+    #[test]
+    fn values_holding_separators_do_not_share_a_memo_entry() {
+        // With bare separators (\u{1} before a value, \u{2} for none), these two once
+        // produced the same key: "\u{1}ModelA\u{1}Output tokens\u{2}".
+        let mut c = Classifier::new(BedrockRule::default());
+        let mut dicts = Dictionaries::default();
+        let base = ClassFields {
+            product_code: Some("AmazonBedrock"),
+            line_item_type: Some("Usage"),
+            pricing_unit: Some("1M tokens"),
+            ..ClassFields::default()
+        };
+        let glued = c.classify(
+            &ClassFields {
+                product_model: Some("ModelA\u{1}Output tokens"),
+                inference_type: None,
+                ..base
+            },
+            &mut dicts,
+        );
+        let split = c.classify(
+            &ClassFields {
+                product_model: Some("ModelA"),
+                inference_type: Some("Output tokens\u{2}"),
+                ..base
+            },
+            &mut dicts,
+        );
+        assert_eq!(c.combinations(), 2);
+        assert_eq!(glued.tokens, None);
+        assert_eq!(split.tokens, Some((TokenKind::Output, 1_000_000.0)));
+        assert_eq!(dicts.models.value(split.model), "ModelA");
     }
 
     #[test]
