@@ -18,6 +18,8 @@ pub mod demo;
 pub mod error;
 pub mod layers;
 pub mod load;
+#[cfg(test)]
+mod proptests;
 pub mod query;
 pub mod rules;
 pub mod server;
