@@ -13,6 +13,7 @@ mod common;
 mod differential;
 mod drift;
 mod faults;
+mod fuzz;
 mod golden;
 mod invalid;
 mod limits;
