@@ -10,6 +10,8 @@ use std::borrow::Cow;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::period::BillingPeriod;
+
 /// Everything that can go wrong while serving a request or building a snapshot.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -43,13 +45,13 @@ pub enum Error {
     /// The request's time range touches data that has never been read successfully.
     #[error(
         "{} of {export} cannot be served: {file}: {reason}; it has never been read successfully, so any answer would miss its spend; fix the export or narrow the time range to other billing periods",
-        period.as_deref().map_or_else(|| "the export".to_owned(), |p| format!("billing period {p}"))
+        period.map_or_else(|| "the export".to_owned(), |p| format!("billing period {p}"))
     )]
     DataUnavailable {
         /// Export root URL.
         export: String,
-        /// `YYYY-MM`; `None` when the export itself could never be listed.
-        period: Option<String>,
+        /// The billing period; `None` when the export itself could never be listed.
+        period: Option<BillingPeriod>,
         /// The object that failed.
         file: String,
         /// Why it failed.
@@ -204,10 +206,7 @@ impl From<Error> for Status {
                         reason,
                     } => {
                         tracing::warn!(error = %error, "request refused: data unavailable");
-                        Status::new(
-                            code,
-                            unavailable_message(export, period.as_deref(), file, reason),
-                        )
+                        Status::new(code, unavailable_message(export, *period, file, reason))
                     }
                     Error::QueryMemory { .. } => {
                         tracing::warn!(error = %error, "query refused: memory pool full");
@@ -238,7 +237,12 @@ fn is_resources_exhausted(e: &datafusion::error::DataFusionError) -> bool {
 /// The caller's view of [`Error::DataUnavailable`]: the export named by its URL, or only
 /// by its folder name when it is a local path of the server; the file relative to the
 /// export root; the reason's first line, without the server's paths.
-fn unavailable_message(export: &str, period: Option<&str>, file: &str, reason: &str) -> String {
+fn unavailable_message(
+    export: &str,
+    period: Option<BillingPeriod>,
+    file: &str,
+    reason: &str,
+) -> String {
     let root = export.trim_end_matches('/');
     let shown_export = match root.strip_prefix("file://") {
         Some(path) => path.rsplit('/').next().unwrap_or_default().to_owned(),

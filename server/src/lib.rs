@@ -8,6 +8,7 @@
 //! with health and reflection, behind the access control of [`auth`]. [`budgets`] keeps
 //! monthly budgets and forecasts where each stands.
 
+pub mod account;
 pub mod allocate;
 pub mod allocator;
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod demo;
 pub mod error;
 pub mod layers;
 pub mod load;
+pub mod period;
 #[cfg(test)]
 mod proptests;
 pub mod query;

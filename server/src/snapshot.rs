@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use rustc_hash::FxHashMap;
 
@@ -11,6 +11,7 @@ use crate::{
     catalog::listing::{FileListOrigin, Fingerprint},
     error::Error,
     layers::{PeriodLayers, dict::Dictionaries},
+    period::BillingPeriod,
 };
 
 /// One billing period of one export, normalized.
@@ -18,8 +19,8 @@ use crate::{
 pub struct PeriodData {
     /// Export root URL.
     pub source: String,
-    /// `YYYY-MM`.
-    pub period: String,
+    /// The billing period.
+    pub period: BillingPeriod,
     /// Where the file list came from.
     pub origin: FileListOrigin,
     /// Create-new execution served, if any.
@@ -73,7 +74,7 @@ pub struct Problem {
     /// Export root URL.
     pub source: String,
     /// Billing period, when tied to one.
-    pub period: Option<String>,
+    pub period: Option<BillingPeriod>,
     /// Object URL concerned.
     pub file: String,
     /// What went wrong, for a person.
@@ -114,8 +115,8 @@ impl Impact {
 pub struct Unavailable {
     /// Export root URL.
     pub source: String,
-    /// `YYYY-MM`; `None` when the export itself could never be listed.
-    pub period: Option<String>,
+    /// The billing period; `None` when the export itself could never be listed.
+    pub period: Option<BillingPeriod>,
     /// Object URL concerned.
     pub file: String,
     /// Why.
@@ -250,12 +251,12 @@ impl Snapshot {
         for u in &self.unavailable {
             let touches = match &u.period {
                 None => true,
-                Some(p) => period_span(p).is_none_or(|(lo, hi)| lo < end && hi > start),
+                Some(p) => p.overlaps(start, end),
             };
             if touches {
                 return Err(Error::DataUnavailable {
                     export: u.source.clone(),
-                    period: u.period.clone(),
+                    period: u.period,
                     file: u.file.clone(),
                     reason: u.message.clone(),
                 });
@@ -281,7 +282,7 @@ impl Snapshot {
 /// The identity of the data a snapshot serves (see [`Snapshot::version`]).
 pub fn data_version<'a>(
     rule: &str,
-    periods: impl Iterator<Item = (&'a str, &'a str, &'a Fingerprint)>,
+    periods: impl Iterator<Item = (&'a str, BillingPeriod, &'a Fingerprint)>,
     unavailable: &[Unavailable],
 ) -> u64 {
     use sha2::{Digest, Sha256};
@@ -294,7 +295,10 @@ pub fn data_version<'a>(
         h.update(fingerprint.digest());
     }
     for u in unavailable {
-        h.update(format!("\nunavailable {} {:?}", u.source, u.period).as_bytes());
+        // As text, so that the identity of the same data stays what it was when periods
+        // were strings: page tokens survive an upgrade.
+        let period = u.period.map(|p| p.to_string());
+        h.update(format!("\nunavailable {} {:?}", u.source, period).as_bytes());
     }
     let digest: [u8; 32] = h.finalize().into();
     let mut first = [0u8; 8];
@@ -303,35 +307,9 @@ pub fn data_version<'a>(
     u64::from_be_bytes(first).max(1)
 }
 
-/// `[first instant, first instant of the next month)` of a `YYYY-MM` period, in µs.
-pub fn period_span(period: &str) -> Option<(i64, i64)> {
-    let (y, m) = period.split_once('-')?;
-    let (y, m): (i32, u32) = (y.parse().ok()?, m.parse().ok()?);
-    let start = NaiveDate::from_ymd_opt(y, m, 1)?;
-    let end = if m == 12 {
-        NaiveDate::from_ymd_opt(y + 1, 1, 1)?
-    } else {
-        NaiveDate::from_ymd_opt(y, m + 1, 1)?
-    };
-    let micros = |d: NaiveDate| {
-        d.and_hms_opt(0, 0, 0)
-            .map(|t| t.and_utc().timestamp_micros())
-    };
-    Some((micros(start)?, micros(end)?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn period_spans() {
-        let (lo, hi) = period_span("2026-12").unwrap_or_default();
-        assert_eq!(lo, 1_796_083_200_000_000, "2026-12-01T00:00:00Z");
-        assert_eq!(hi, 1_798_761_600_000_000, "2027-01-01T00:00:00Z");
-        assert_eq!(period_span("2026-13"), None);
-        assert_eq!(period_span("junk"), None);
-    }
 
     #[test]
     fn ranges_touching_unavailable_periods_are_refused() {
@@ -343,7 +321,7 @@ mod tests {
             checks: Vec::new(),
             unavailable: vec![Unavailable {
                 source: "s3://b/e".into(),
-                period: Some("2026-05".into()),
+                period: BillingPeriod::parse("2026-05"),
                 file: "s3://b/e/data/BILLING_PERIOD=2026-05/e-00001.snappy.parquet".into(),
                 message: "cannot read the parquet file: truncated".into(),
             }],
@@ -355,14 +333,15 @@ mod tests {
             price_table: OnceLock::new(),
             lookups: LookupValues::default(),
         };
-        let (may_start, may_end) = period_span("2026-05").unwrap_or_default();
-        let (apr_start, _) = period_span("2026-04").unwrap_or_default();
-        let (_, jun_end) = period_span("2026-06").unwrap_or_default();
+        let span = |text| BillingPeriod::parse(text).map(BillingPeriod::span_micros);
+        let (may_start, may_end) = span("2026-05").unwrap_or_default();
+        let (apr_start, _) = span("2026-04").unwrap_or_default();
+        let (_, jun_end) = span("2026-06").unwrap_or_default();
         assert!(s.check_range(apr_start, may_start).is_ok(), "April only");
         assert!(s.check_range(may_end, jun_end).is_ok(), "June only");
         let e = s.check_range(apr_start, may_start + 1).err();
         assert!(
-            matches!(&e, Some(Error::DataUnavailable { period: Some(p), .. }) if p == "2026-05"),
+            matches!(&e, Some(Error::DataUnavailable { period: Some(p), .. }) if p.to_string() == "2026-05"),
             "{e:?}"
         );
         s.unavailable[0].period = None;

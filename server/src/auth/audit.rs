@@ -11,7 +11,10 @@ use std::{
     time::Duration,
 };
 
-use crate::query::{Filter, QuerySpec};
+use crate::{
+    account::AccountId,
+    query::{Filter, QuerySpec},
+};
 
 /// The audit record of one call, shared by the layers and the handler.
 #[derive(Debug, Default)]
@@ -105,10 +108,11 @@ pub fn describe(filter: &Filter) -> String {
         }
     };
     let quoted = |v: &String| format!("{v:?}");
-    list("account_ids", &mut filter.account_ids.iter().map(quoted));
+    let account = |v: &AccountId| format!("{v:?}");
+    list("account_ids", &mut filter.account_ids.iter().map(account));
     list(
         "payer_account_ids",
-        &mut filter.payer_account_ids.iter().map(quoted),
+        &mut filter.payer_account_ids.iter().map(account),
     );
     list("principals", &mut filter.principals.iter().map(quoted));
     list("models", &mut filter.models.iter().map(quoted));
@@ -150,7 +154,7 @@ mod tests {
     fn filters_for_people() {
         assert_eq!(describe(&Filter::default()), "none");
         let f = Filter {
-            account_ids: vec!["210987654321".into()],
+            account_ids: vec![crate::account::test_id("210987654321")],
             routings: vec![Routing::CrossRegionGeographic, Routing::InRegion],
             tags: vec![TagFilter {
                 key: "team".into(),

@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use tokio::{sync::watch, task::JoinHandle};
 
 use super::{Caller, scope::Scope};
-use crate::error::Error;
+use crate::{account::AccountId, error::Error};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -215,15 +215,13 @@ fn scope(s: ScopeEntry) -> Result<Scope, String> {
             },
         }
     }
-    let accounts = list("scope.accounts", s.accounts)?;
-    if let Some(bad) = accounts
+    let accounts = list("scope.accounts", s.accounts)?
         .iter()
-        .find(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err(format!(
-            "scope.accounts: {bad:?} is not a 12-digit AWS account id"
-        ));
-    }
+        .map(|a| {
+            AccountId::parse(a)
+                .ok_or_else(|| format!("scope.accounts: {a:?} is not a 12-digit AWS account id"))
+        })
+        .collect::<Result<_, _>>()?;
     let principal_prefixes = list("scope.principal_prefixes", s.principal_prefixes)?;
     let mut tags = BTreeMap::new();
     match s.tags {

@@ -195,7 +195,11 @@ mod tests {
         ext.insert(PeerSubject("CN=bi-backend,O=Acme".into()));
         let bi = authenticate(&f, &headers(&[]), &ext).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(bi.name, "bi");
-        assert!(bi.scope.accounts.contains("111111111111"));
+        assert!(
+            bi.scope
+                .accounts
+                .contains(&crate::account::test_id("111111111111"))
+        );
         let mut other = http::Extensions::new();
         other.insert(PeerSubject("CN=bi-backend,O=Evil".into()));
         assert!(matches!(

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::{error::Error, query::Filter};
+use crate::{account::AccountId, error::Error, query::Filter};
 
 /// A caller's scope. Fields AND together, the values of one field OR; an empty field
 /// restricts nothing, so the default scope is every line item (admins, and every caller
@@ -12,7 +12,7 @@ use crate::{error::Error, query::Filter};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Scope {
     /// Usage account ids a line item must be billed to.
-    pub accounts: BTreeSet<String>,
+    pub accounts: BTreeSet<AccountId>,
     /// Tag key -> values: a line item must carry every key, with one of its values (a
     /// line item lacking the key is outside).
     pub tags: BTreeMap<String, BTreeSet<String>>,
@@ -50,8 +50,17 @@ impl Scope {
         }
         let mut out = b"scope".to_vec();
         for (tag, list) in [
-            (b'a', self.accounts.iter().collect::<Vec<_>>()),
-            (b'p', self.principal_prefixes.iter().collect()),
+            (
+                b'a',
+                self.accounts
+                    .iter()
+                    .map(AccountId::as_str)
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                b'p',
+                self.principal_prefixes.iter().map(String::as_str).collect(),
+            ),
         ] {
             out.push(tag);
             out.extend((list.len() as u64).to_le_bytes());
@@ -122,11 +131,11 @@ impl Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::TagFilter;
+    use crate::{account::test_id, query::TagFilter};
 
     fn scope() -> Scope {
         Scope {
-            accounts: ["111111111111".to_owned()].into(),
+            accounts: [test_id("111111111111")].into(),
             tags: [("team".to_owned(), ["ds".to_owned(), "ml".to_owned()].into())].into(),
             principal_prefixes: ["arn:aws:sts::111111111111:assumed-role/ds-".to_owned()].into(),
         }
@@ -177,7 +186,7 @@ mod tests {
         };
         assert_eq!(
             field(Filter {
-                account_ids: vec!["111111111111".into(), "222222222222".into()],
+                account_ids: vec![test_id("111111111111"), test_id("222222222222")],
                 ..Default::default()
             }),
             "filter.account_ids"
@@ -206,7 +215,7 @@ mod tests {
                 values: vec![],
                 untagged: true,
             }],
-            account_ids: vec!["111111111111".into()],
+            account_ids: vec![test_id("111111111111")],
             principals: vec!["arn:aws:sts::111111111111:assumed-role/ds-x/y".into()],
             ..Default::default()
         };
@@ -217,16 +226,16 @@ mod tests {
     fn canonical_encodings_differ_per_scope() {
         let a = scope();
         let mut b = scope();
-        b.accounts.insert("222222222222".into());
+        b.accounts.insert(test_id("222222222222"));
         assert_ne!(a.canonical(), b.canonical());
         assert_ne!(a.canonical(), Scope::default().canonical());
         // Moving a string between fields changes the encoding.
         let c = Scope {
-            accounts: ["x".to_owned()].into(),
+            accounts: [test_id("111111111111")].into(),
             ..Default::default()
         };
         let d = Scope {
-            principal_prefixes: ["x".to_owned()].into(),
+            principal_prefixes: ["111111111111".to_owned()].into(),
             ..Default::default()
         };
         assert_ne!(c.canonical(), d.canonical());

@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::{
+    account::AccountId,
     error::Error,
     query::{Filter, TagFilter},
     rules::{
@@ -50,7 +51,7 @@ pub struct BudgetScope {
     /// assumed-role session of it.
     pub role_arn: Option<String>,
     /// Usage account.
-    pub account_id: Option<String>,
+    pub account_id: Option<AccountId>,
     /// Model name, as `ListModels` names it.
     pub model: Option<String>,
 }
@@ -60,7 +61,7 @@ impl BudgetScope {
     /// snapshot's callers, see [`spend`]): the same filter machinery as every request.
     pub fn filter(&self) -> Filter {
         Filter {
-            account_ids: self.account_id.iter().cloned().collect(),
+            account_ids: self.account_id.into_iter().collect(),
             principals: self.principal_arn.iter().cloned().collect(),
             models: self.model.iter().cloned().collect(),
             tags: self
@@ -265,8 +266,10 @@ fn scope(draft: &Draft) -> Result<BudgetScope, Error> {
         scope.role_arn = Some(arn);
     }
     if let Some(account) = set(&draft.account_id) {
-        convert::account(&account).map_err(|reason| Error::invalid("scope.account_id", reason))?;
-        scope.account_id = Some(account);
+        scope.account_id = Some(
+            convert::account(&account)
+                .map_err(|reason| Error::invalid("scope.account_id", reason))?,
+        );
     }
     if let Some(model) = set(&draft.model) {
         convert::text(&model, convert::MAX_NAME_CHARS, "names")

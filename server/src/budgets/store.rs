@@ -123,7 +123,7 @@ impl Entry {
                 }),
                 principal_arn: s.principal_arn.clone(),
                 role_arn: s.role_arn.clone(),
-                account_id: s.account_id.clone(),
+                account_id: s.account_id.map(|a| a.to_string()),
                 model: s.model.clone(),
             },
             amount: Decimalish::Text(plain_amount(b.amount.units)),

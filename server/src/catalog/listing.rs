@@ -7,6 +7,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStoreExt, path::Path};
 
 use super::{manifest, source::Source};
+use crate::period::BillingPeriod;
 
 /// Where a period's file list came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,8 +31,8 @@ impl FileListOrigin {
 /// The files to read for one billing period.
 #[derive(Debug, Clone)]
 pub struct PeriodFiles {
-    /// `YYYY-MM`.
-    pub period: String,
+    /// The billing period.
+    pub period: BillingPeriod,
     /// Where the list came from.
     pub origin: FileListOrigin,
     /// The create-new execution folder served, if any.
@@ -95,8 +96,8 @@ impl Fingerprint {
 /// A period whose file list could not be made.
 #[derive(Debug, Clone)]
 pub struct ListingProblem {
-    /// `YYYY-MM`, when known.
-    pub period: Option<String>,
+    /// The period concerned.
+    pub period: BillingPeriod,
     /// The object concerned.
     pub file: String,
     /// What went wrong.
@@ -119,41 +120,27 @@ pub async fn list_export(
         let Some(period) = prefix
             .filename()
             .and_then(|f| f.strip_prefix(PERIOD_PREFIX))
+            .and_then(BillingPeriod::parse)
         else {
             continue;
         };
-        if !is_period(period) {
-            continue;
-        }
-        let period = period.to_owned();
-        match list_period(source, &prefix, &period).await {
+        match list_period(source, &prefix, period).await {
             Ok(files) => periods.push(files),
             Err(problem) => problems.push(problem),
         }
     }
-    periods.sort_by(|a, b| a.period.cmp(&b.period));
+    periods.sort_by_key(|p| p.period);
     Ok((periods, problems))
-}
-
-fn is_period(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 7
-        && b[4] == b'-'
-        && b[..4].iter().chain(&b[5..]).all(u8::is_ascii_digit)
-        && matches!(
-            &s[5..],
-            "01" | "02" | "03" | "04" | "05" | "06" | "07" | "08" | "09" | "10" | "11" | "12"
-        )
 }
 
 async fn list_period(
     source: &Source,
     folder: &Path,
-    period: &str,
+    period: BillingPeriod,
 ) -> Result<PeriodFiles, ListingProblem> {
     let store = source.store();
     let problem = |file: String, message: String| ListingProblem {
-        period: Some(period.to_owned()),
+        period,
         file,
         message,
     };
@@ -253,7 +240,7 @@ async fn list_period(
             .await?
             .remove(0);
         return Ok(PeriodFiles {
-            period: period.to_owned(),
+            period,
             origin: FileListOrigin::Manifest,
             execution,
             fingerprint: Fingerprint::of(Some(&manifest_meta), files.iter()),
@@ -275,7 +262,7 @@ async fn list_period(
         .collect();
     let files = with_etags(source, files, period).await?;
     Ok(PeriodFiles {
-        period: period.to_owned(),
+        period,
         origin: FileListOrigin::Listing,
         execution: newest,
         fingerprint: Fingerprint::of(None, files.iter()),
@@ -290,7 +277,7 @@ async fn list_period(
 async fn with_etags(
     source: &Source,
     metas: Vec<ObjectMeta>,
-    period: &str,
+    period: BillingPeriod,
 ) -> Result<Vec<ObjectMeta>, ListingProblem> {
     futures::stream::iter(metas.into_iter().map(|meta| async move {
         if meta.e_tag.is_some() {
@@ -301,7 +288,7 @@ async fn with_etags(
             .head(&meta.location)
             .await
             .map_err(|e| ListingProblem {
-                period: Some(period.to_owned()),
+                period,
                 file: source.object_url(&meta.location),
                 message: format!("cannot read the object's metadata: {e}"),
             })
@@ -320,14 +307,6 @@ fn execution_of(folder: &Path, location: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn periods() {
-        assert!(is_period("2026-05"));
-        assert!(!is_period("2026-13"));
-        assert!(!is_period("2026-5"));
-        assert!(!is_period("abcd-05"));
-    }
 
     #[test]
     fn execution_folders() {

@@ -28,6 +28,7 @@ use crate::{
     error::Error,
     layers::{dict::Dictionaries, persist::LayerCache},
     load::{self, LoadError, LoadedPeriod},
+    period::BillingPeriod,
     rules::bedrock::BedrockRule,
     snapshot::{
         Impact, PeriodCheck, PeriodData, PeriodState, Problem, RefreshStats, Snapshot, Unavailable,
@@ -83,7 +84,7 @@ impl<'a> Build<'a> {
     fn previous_period(
         &self,
         source: &str,
-        period: &str,
+        period: BillingPeriod,
     ) -> Option<(Arc<PeriodData>, PeriodCheck)> {
         let prev = self.previous?;
         prev.periods
@@ -96,7 +97,7 @@ impl<'a> Build<'a> {
     fn problem(
         &mut self,
         source: &str,
-        period: Option<&str>,
+        period: Option<BillingPeriod>,
         file: String,
         message: String,
         impact: Impact,
@@ -106,7 +107,7 @@ impl<'a> Build<'a> {
             .and_then(|prev| {
                 prev.problems
                     .iter()
-                    .find(|p| p.source == source && p.period.as_deref() == period && p.file == file)
+                    .find(|p| p.source == source && p.period == period && p.file == file)
             })
             .map_or(self.now, |p| p.since);
         self.problems.push(Problem {
@@ -114,7 +115,7 @@ impl<'a> Build<'a> {
             since,
             impact,
             source: source.to_owned(),
-            period: period.map(str::to_owned),
+            period,
             file,
             message,
         });
@@ -122,7 +123,7 @@ impl<'a> Build<'a> {
 
     /// Serves the last good version of a period that could not be refreshed; false when
     /// there is none.
-    fn keep_last_good(&mut self, source: &str, period: &str) -> bool {
+    fn keep_last_good(&mut self, source: &str, period: BillingPeriod) -> bool {
         match self.previous_period(source, period) {
             Some((data, check)) => {
                 self.periods.push((
@@ -138,14 +139,14 @@ impl<'a> Build<'a> {
         }
     }
 
-    fn fail_period(&mut self, source: &str, period: &str, file: String, message: String) {
+    fn fail_period(&mut self, source: &str, period: BillingPeriod, file: String, message: String) {
         self.stats.failed += 1;
         if self.keep_last_good(source, period) {
             self.problem(source, Some(period), file, message, Impact::ServingLastGood);
         } else {
             self.unavailable.push(Unavailable {
                 source: source.to_owned(),
-                period: Some(period.to_owned()),
+                period: Some(period),
                 file: file.clone(),
                 message: message.clone(),
             });
@@ -160,14 +161,14 @@ impl<'a> Build<'a> {
             self.never_listed(url, message);
             return;
         };
-        let kept: Vec<String> = prev
+        let kept: Vec<BillingPeriod> = prev
             .periods
             .iter()
             .filter(|p| p.source == url)
-            .map(|p| p.period.clone())
+            .map(|p| p.period)
             .collect();
         for period in &kept {
-            self.keep_last_good(url, period);
+            self.keep_last_good(url, *period);
         }
         self.stats.failed += kept.len();
         self.unavailable.extend(
@@ -350,7 +351,7 @@ impl Catalog {
             ..
         } = build;
         periods.sort_by(|(a, _), (b, _)| {
-            (a.source.as_str(), a.period.as_str()).cmp(&(b.source.as_str(), b.period.as_str()))
+            (a.source.as_str(), a.period).cmp(&(b.source.as_str(), b.period))
         });
         let (periods, checks): (Vec<Arc<PeriodData>>, Vec<PeriodCheck>) =
             periods.into_iter().unzip();
@@ -360,7 +361,7 @@ impl Catalog {
             &self.rule.product_codes().join(","),
             periods
                 .iter()
-                .map(|p| (p.source.as_str(), p.period.as_str(), &p.fingerprint)),
+                .map(|p| (p.source.as_str(), p.period, &p.fingerprint)),
             &unavailable,
         );
         let snapshot = Arc::new(Snapshot {
@@ -428,8 +429,7 @@ impl Catalog {
             );
         }
         for p in listing_problems {
-            let period = p.period.unwrap_or_default();
-            build.fail_period(url, &period, p.file, p.message);
+            build.fail_period(url, p.period, p.file, p.message);
         }
         for files in listed {
             for correction in &files.corrections {
@@ -438,14 +438,14 @@ impl Catalog {
                 );
                 build.problem(
                     url,
-                    Some(&files.period),
+                    Some(files.period),
                     manifest,
                     correction.clone(),
                     Impact::Corrected,
                 );
             }
             if let Some((data, _)) = build
-                .previous_period(url, &files.period)
+                .previous_period(url, files.period)
                 .filter(|(data, _)| data.fingerprint == files.fingerprint)
             {
                 build.stats.reused += 1;
@@ -469,7 +469,7 @@ impl Catalog {
                         },
                     ));
                 }
-                Err(e) => build.fail_period(url, &files.period, e.file, e.message),
+                Err(e) => build.fail_period(url, files.period, e.file, e.message),
             }
         }
     }
@@ -540,7 +540,7 @@ impl Catalog {
         })?;
         Ok(PeriodData {
             source: source.url().to_owned(),
-            period: files.period.clone(),
+            period: files.period,
             origin: files.origin,
             execution: files.execution.clone(),
             files: files.files.len(),

@@ -33,7 +33,7 @@ use super::{
 };
 use crate::{
     allocate::AllocationSummary, catalog::listing::PeriodFiles, load::LoadedPeriod,
-    query::CostMetric, rules::bedrock::BedrockRule,
+    period::BillingPeriod, query::CostMetric, rules::bedrock::BedrockRule,
 };
 
 /// Bump when what is written changes meaning or shape (3: the layers gained `routing`;
@@ -241,7 +241,7 @@ impl LayerCache {
                 format: FORMAT,
                 rule: self.rule.clone(),
                 source: source.to_owned(),
-                period: files.period.clone(),
+                period: files.period.to_string(),
                 fingerprint: files.fingerprint.lines().to_vec(),
                 rows_read: period.rows_read,
                 line_items: period.line_items,
@@ -270,7 +270,7 @@ impl LayerCache {
             Ok(bytes) => {
                 let _ = fs::remove_dir_all(dir);
                 fs::rename(&tmp, dir)?;
-                self.prune(dir, source, &files.period);
+                self.prune(dir, source, files.period);
                 Ok(bytes)
             }
             Err(e) => {
@@ -282,7 +282,7 @@ impl LayerCache {
 
     /// Removes the entries of earlier versions of the same source and period: the current
     /// month changes with every export refresh, and each version would otherwise stay.
-    fn prune(&self, keep: &Path, source: &str, period: &str) {
+    fn prune(&self, keep: &Path, source: &str, period: BillingPeriod) {
         let Ok(entries) = fs::read_dir(&self.root) else {
             return;
         };
@@ -317,7 +317,7 @@ impl LayerCache {
         if meta.format != FORMAT
             || meta.rule != self.rule
             || meta.source != source
-            || meta.period != files.period
+            || meta.period != files.period.to_string()
             || meta.fingerprint != files.fingerprint.lines()
         {
             return Err(bad("the entry belongs to another version of the period"));

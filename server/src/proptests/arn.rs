@@ -28,10 +28,11 @@ proptest! {
             prop_assert_eq!(&p.arn, &s);
             prop_assert_ne!(p.kind, PrincipalKind::Unattributed);
             prop_assert!(p.role_key().is_some());
-            prop_assert_eq!(p.to_string(), s);
+            prop_assert_eq!(p.to_string(), s.clone());
         }
-        if !p.account_id.is_empty() {
-            prop_assert!(is_account_id(&p.account_id));
+        if let Some(a) = p.account_id {
+            prop_assert!(is_account_id(a.as_str()));
+            prop_assert!(s.contains(a.as_str()));
         }
     }
 
@@ -46,7 +47,7 @@ proptest! {
         let p = Principal::parse(Some(&arn));
         prop_assert_eq!(p.kind, PrincipalKind::AssumedRole);
         prop_assert_eq!(&p.partition, &partition);
-        prop_assert_eq!(&p.account_id, &account);
+        prop_assert_eq!(p.account(), &account);
         prop_assert_eq!(&p.name, &role);
         prop_assert_eq!(&p.session_name, &session);
         prop_assert_eq!(
@@ -74,7 +75,7 @@ proptest! {
         let p = Principal::parse(Some(&arn));
         let expected = if user { PrincipalKind::IamUser } else { PrincipalKind::IamRole };
         prop_assert_eq!(p.kind, expected);
-        prop_assert_eq!(&p.account_id, &account);
+        prop_assert_eq!(p.account(), &account);
         prop_assert_eq!(p.role_key(), Some(arn.clone()));
         prop_assert_eq!(p.account_key(), Some(account));
     }

@@ -75,8 +75,8 @@ proptest! {
     fn a_filter_is_valid_or_invalid_argument(f in filter()) {
         match convert::filter(Some(&f)) {
             Ok(checked) => {
-                prop_assert!(checked.account_ids.iter().all(|a| is_account_id(a)));
-                prop_assert!(checked.payer_account_ids.iter().all(|a| is_account_id(a)));
+                prop_assert!(checked.account_ids.iter().all(|a| is_account_id(a.as_str())));
+                prop_assert!(checked.payer_account_ids.iter().all(|a| is_account_id(a.as_str())));
                 prop_assert!(checked.account_ids.len() <= MAX_FILTER_VALUES);
                 for t in &checked.tags {
                     prop_assert!(t.values.iter().all(|v| v.chars().count() <= MAX_TAG_VALUE_CHARS

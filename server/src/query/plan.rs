@@ -275,12 +275,15 @@ fn timestamp(micros: i64) -> Expr {
 }
 
 /// `column IN (ids of values)`, false when no value is known.
-fn ids_in<'a>(
+fn ids_in(
     column: &str,
     dictionary: &Dictionary,
-    values: impl IntoIterator<Item = &'a String>,
+    values: impl IntoIterator<Item = impl AsRef<str>>,
 ) -> Expr {
-    any_id(column, values.into_iter().filter_map(|v| dictionary.id(v)))
+    any_id(
+        column,
+        values.into_iter().filter_map(|v| dictionary.id(v.as_ref())),
+    )
 }
 
 /// `column IN (ids)`, false when there is none.
@@ -304,9 +307,15 @@ pub fn time_predicate(spec: &QuerySpec) -> Expr {
 pub fn id_predicate(spec: &QuerySpec, dicts: &Dictionaries) -> Expr {
     let mut conditions = Vec::new();
     let f: &Filter = &spec.filter;
+    for (column, values) in [
+        (c::ACCOUNT, &f.account_ids),
+        (c::PAYER, &f.payer_account_ids),
+    ] {
+        if !values.is_empty() {
+            conditions.push(ids_in(column, &dicts.accounts, values));
+        }
+    }
     for (column, dictionary, values) in [
-        (c::ACCOUNT, &dicts.accounts, &f.account_ids),
-        (c::PAYER, &dicts.accounts, &f.payer_account_ids),
         (c::MODEL, &dicts.models, &f.models),
         (c::REGION, &dicts.regions, &f.regions),
         (

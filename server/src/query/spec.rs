@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
+    account::AccountId,
     auth::Scope,
     rules::usage::{Routing, UsageCategory},
 };
@@ -105,9 +106,9 @@ impl TagFilter {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Filter {
     /// Usage accounts.
-    pub account_ids: Vec<String>,
+    pub account_ids: Vec<AccountId>,
     /// Payer accounts.
-    pub payer_account_ids: Vec<String>,
+    pub payer_account_ids: Vec<AccountId>,
     /// Exact caller ARNs; the empty string selects unattributed spend.
     pub principals: Vec<String>,
     /// Model names.

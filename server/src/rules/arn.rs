@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::account::AccountId;
+
 /// What kind of IAM principal made a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PrincipalKind {
@@ -30,8 +32,8 @@ pub struct Principal {
     pub kind: PrincipalKind,
     /// `aws`, `aws-cn`, `aws-us-gov`...; empty for unattributed or unparseable callers.
     pub partition: String,
-    /// Twelve-digit account id; empty for unattributed or unparseable callers.
-    pub account_id: String,
+    /// The account; `None` for unattributed or unparseable callers.
+    pub account_id: Option<AccountId>,
     /// User, role or federated user name (with path for users and roles).
     pub name: String,
     /// Session name of an assumed role.
@@ -61,10 +63,15 @@ impl Principal {
             arn,
             kind,
             partition: String::new(),
-            account_id: String::new(),
+            account_id: None,
             name: String::new(),
             session_name: String::new(),
         }
+    }
+
+    /// The account id as text; empty for unattributed or unparseable callers.
+    pub fn account(&self) -> &str {
+        self.account_id.as_ref().map_or("", AccountId::as_str)
     }
 
     /// The key when sessions are collapsed to their role: an assumed-role session becomes
@@ -75,7 +82,9 @@ impl Principal {
             PrincipalKind::Unattributed => None,
             PrincipalKind::AssumedRole => Some(format!(
                 "arn:{}:iam::{}:role/{}",
-                self.partition, self.account_id, self.name
+                self.partition,
+                self.account(),
+                self.name
             )),
             _ => Some(self.arn.clone()),
         }
@@ -87,7 +96,7 @@ impl Principal {
         match self.kind {
             PrincipalKind::Unattributed => None,
             PrincipalKind::Other => Some(self.arn.clone()),
-            _ => Some(self.account_id.clone()),
+            _ => Some(self.account().to_owned()),
         }
     }
 }
@@ -103,7 +112,7 @@ impl fmt::Display for Principal {
 
 /// Whether `s` is a twelve-digit AWS account id.
 pub fn is_account_id(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+    AccountId::parse(s).is_some()
 }
 
 fn parse_shape(arn: &str) -> Option<Principal> {
@@ -114,9 +123,9 @@ fn parse_shape(arn: &str) -> Option<Principal> {
     let partition = parts.next()?;
     let service = parts.next()?;
     let region = parts.next()?;
-    let account = parts.next()?;
+    let account = AccountId::parse(parts.next()?)?;
     let resource = parts.next()?;
-    if partition.is_empty() || !region.is_empty() || !is_account_id(account) {
+    if partition.is_empty() || !region.is_empty() {
         return None;
     }
     let (kind, name, session) = match (service, resource) {
@@ -152,7 +161,7 @@ fn parse_shape(arn: &str) -> Option<Principal> {
         arn: arn.to_owned(),
         kind,
         partition: partition.to_owned(),
-        account_id: account.to_owned(),
+        account_id: Some(account),
         name: name.to_owned(),
         session_name: session.to_owned(),
     })
@@ -170,7 +179,7 @@ mod tests {
     fn iam_user_with_and_without_path() {
         let p = parse("arn:aws:iam::123456789012:user/alice");
         assert_eq!(p.kind, PrincipalKind::IamUser);
-        assert_eq!(p.account_id, "123456789012");
+        assert_eq!(p.account(), "123456789012");
         assert_eq!(p.name, "alice");
         assert_eq!(p.partition, "aws");
         let p = parse("arn:aws:iam::123456789012:user/ops/alice");

@@ -19,8 +19,9 @@ use crate::{
         store::BudgetProblem,
     },
     error::Error,
+    period::BillingPeriod,
     rules::money,
-    snapshot::{Snapshot, period_span},
+    snapshot::Snapshot,
     telemetry::{self, rpc::record_rows},
 };
 
@@ -46,7 +47,7 @@ fn budget(b: &Budget) -> pb::Budget {
             }),
             principal_arn: text(&s.principal_arn),
             role_arn: text(&s.role_arn),
-            account_id: text(&s.account_id),
+            account_id: s.account_id.map(|a| a.to_string()).unwrap_or_default(),
             model: text(&s.model),
         }),
         monthly_amount: Some(convert::money(&b.currency, b.amount.units)),
@@ -139,16 +140,17 @@ pub(super) struct When<'a> {
 
 /// `YYYY-MM` as `[start, end)` in µs.
 fn month(text: &str) -> Result<(i64, i64), Error> {
-    let shaped = text.len() == 7 && text.as_bytes()[4] == b'-';
-    shaped.then(|| period_span(text)).flatten().ok_or_else(|| {
-        Error::invalid(
-            "month",
-            format!(
-                "{:?} is not a month: use YYYY-MM, e.g. \"2026-07\"",
-                text.chars().take(20).collect::<String>()
-            ),
-        )
-    })
+    BillingPeriod::parse(text)
+        .map(BillingPeriod::span_micros)
+        .ok_or_else(|| {
+            Error::invalid(
+                "month",
+                format!(
+                    "{:?} is not a month: use YYYY-MM, e.g. \"2026-07\"",
+                    text.chars().take(20).collect::<String>()
+                ),
+            )
+        })
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -161,8 +163,7 @@ pub(super) fn at(us: i64) -> DateTime<Utc> {
 
 /// The month `[start, end)` holding the instant `us`.
 fn month_of(us: i64) -> (i64, i64) {
-    let name = at(us).format("%Y-%m").to_string();
-    period_span(&name).unwrap_or((us, us))
+    BillingPeriod::containing(us).map_or((us, us), BillingPeriod::span_micros)
 }
 
 /// The first and last usage start of the snapshot (µs).

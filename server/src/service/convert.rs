@@ -5,6 +5,7 @@ use bedrock_attribution::v1 as pb;
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 
 use crate::{
+    account::AccountId,
     error::Error,
     query::{
         CostMetric, Dimension, Filter, Granularity, GroupRow, Key, PrincipalGrouping, QuerySpec,
@@ -268,6 +269,16 @@ fn strings(
     values: &[String],
     check: impl Fn(&str) -> Result<(), String>,
 ) -> Result<Vec<String>, Error> {
+    list(field, values, |v| check(v).map(|()| v.to_owned()))
+}
+
+/// A list of at most [`MAX_FILTER_VALUES`] values, each read by `parse` (which says what is
+/// wrong with a value); violations name the element, `filter.account_ids[3]`.
+fn list<T>(
+    field: &'static str,
+    values: &[String],
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, Error> {
     if values.len() > MAX_FILTER_VALUES {
         return Err(Error::invalid(
             field,
@@ -277,10 +288,13 @@ fn strings(
             ),
         ));
     }
-    for (i, value) in values.iter().enumerate() {
-        check(value).map_err(|reason| Error::invalid(format!("{field}[{i}]"), reason))?;
-    }
-    Ok(values.to_vec())
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            parse(value).map_err(|reason| Error::invalid(format!("{field}[{i}]"), reason))
+        })
+        .collect()
 }
 
 /// At most `max` characters, none of them a control character (NUL, newline...).
@@ -298,15 +312,13 @@ pub fn text(value: &str, max: usize, what: &str) -> Result<(), String> {
 }
 
 /// A twelve-digit AWS account id.
-pub fn account(value: &str) -> Result<(), String> {
-    if is_account_id(value) {
-        Ok(())
-    } else {
-        Err(format!(
+pub fn account(value: &str) -> Result<AccountId, String> {
+    AccountId::parse(value).ok_or_else(|| {
+        format!(
             "{:?} is not a 12-digit AWS account id",
             value.chars().take(40).collect::<String>()
-        ))
-    }
+        )
+    })
 }
 
 /// A caller as CUR names it: empty (no caller), an ARN `arn:partition:service:region:account:resource`,
@@ -420,8 +432,8 @@ pub fn filter(filter: Option<&pb::Filter>) -> Result<Filter, Error> {
         .collect::<Result<_, Error>>()?;
     let name = |v: &str| text(v, MAX_NAME_CHARS, "names");
     Ok(Filter {
-        account_ids: strings("filter.account_ids", &f.account_ids, account)?,
-        payer_account_ids: strings("filter.payer_account_ids", &f.payer_account_ids, account)?,
+        account_ids: list("filter.account_ids", &f.account_ids, account)?,
+        payer_account_ids: list("filter.payer_account_ids", &f.payer_account_ids, account)?,
         principals: strings("filter.principals", &f.principals, principal_filter)?,
         models: strings("filter.models", &f.models, name)?,
         regions: strings("filter.regions", &f.regions, name)?,
@@ -497,7 +509,7 @@ pub fn principal(key: Option<&str>, grouping: PrincipalGrouping) -> pb::Principa
             pb::Principal {
                 arn: p.arn,
                 kind: kind(p.kind).into(),
-                account_id: p.account_id,
+                account_id: p.account_id.map(|a| a.to_string()).unwrap_or_default(),
                 name: p.name,
                 session_name: p.session_name,
                 partition: p.partition,
@@ -593,7 +605,7 @@ pub fn allocation_summary(
     };
     pb::AllocationSummary {
         source: period.source.clone(),
-        billing_period: period.period.clone(),
+        billing_period: period.period.to_string(),
         cost_metric: metric.into(),
         shared_within_account: Some(money(&a.currency, a.within_account)),
         shared_across_payer: Some(money(&a.currency, a.across_payer)),

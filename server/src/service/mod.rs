@@ -23,6 +23,7 @@ use crate::{
     budgets::store::BudgetStore,
     catalog::Catalog,
     error::Error,
+    period::BillingPeriod,
     query::{
         self, Dimension, QuerySpec,
         cache::AnswerCache,
@@ -106,7 +107,7 @@ fn notes(snapshot: &Snapshot, spec: &QuerySpec) -> Vec<String> {
             .periods
             .iter()
             .filter(|p| p.overlaps(start, end) && p.missing_columns.iter().any(|c| c == column))
-            .map(|p| p.period.clone())
+            .map(|p| p.period.to_string())
             .collect()
     };
     let mut notes = Vec::new();
@@ -155,24 +156,20 @@ fn notes(snapshot: &Snapshot, spec: &QuerySpec) -> Vec<String> {
 /// The calendar months touching `[start, end)` (µs) that no period of the snapshot, served
 /// or unavailable, is named after.
 fn uncovered_months(snapshot: &Snapshot, start: i64, end: i64) -> Vec<String> {
-    use crate::layers::{month_start, next_month_start};
-    let known = |name: &str| {
-        snapshot.periods.iter().any(|p| p.period == name)
+    let known = |period: BillingPeriod| {
+        snapshot.periods.iter().any(|p| p.period == period)
             || snapshot
                 .unavailable
                 .iter()
-                .any(|u| u.period.as_deref() == Some(name))
+                .any(|u| u.period == Some(period))
     };
     let mut out = Vec::new();
-    let mut month = month_start(start);
-    while month < end && out.len() < 1200 {
-        if let Some(t) = chrono::DateTime::from_timestamp_micros(month) {
-            let name = t.format("%Y-%m").to_string();
-            if !known(&name) {
-                out.push(name);
-            }
+    let mut month = BillingPeriod::containing(start);
+    while let Some(period) = month.filter(|p| p.span_micros().0 < end && out.len() < 1200) {
+        if !known(period) {
+            out.push(period.to_string());
         }
-        month = next_month_start(month);
+        month = period.next();
     }
     out
 }

@@ -5,14 +5,17 @@ use bedrock_attribution::v1 as pb;
 use chrono::{DateTime, Utc};
 
 use super::convert;
-use crate::snapshot::{Impact, PeriodState, Problem, Snapshot};
+use crate::{
+    period::BillingPeriod,
+    snapshot::{Impact, PeriodState, Problem, Snapshot},
+};
 
 /// A problem for the wire.
 pub fn problem(p: &Problem) -> pb::Problem {
     pb::Problem {
         at: Some(convert::time(p.at)),
         source: p.source.clone(),
-        billing_period: p.period.clone().unwrap_or_default(),
+        billing_period: p.period.map(|p| p.to_string()).unwrap_or_default(),
         file: p.file.clone(),
         message: p.message.clone(),
         since: Some(convert::time(p.since)),
@@ -23,14 +26,14 @@ pub fn problem(p: &Problem) -> pb::Problem {
 /// Every period of the snapshot: those served (current or stale), then those never read
 /// successfully, each ordered by source and period.
 pub fn periods(snapshot: &Snapshot, now: DateTime<Utc>) -> Vec<pb::PeriodStatus> {
-    let problem_of = |source: &str, period: &str| {
+    let problem_of = |source: &str, period: BillingPeriod| {
         snapshot
             .problems
             .iter()
             .find(|p| {
                 p.impact != Impact::Corrected
                     && p.source == source
-                    && p.period.as_deref().is_none_or(|q| q == period)
+                    && p.period.is_none_or(|q| q == period)
             })
             .map(|p| format!("{}: {}", p.file, p.message))
             .unwrap_or_default()
@@ -43,7 +46,7 @@ pub fn periods(snapshot: &Snapshot, now: DateTime<Utc>) -> Vec<pb::PeriodStatus>
             let stale = check.state == PeriodState::Stale;
             pb::PeriodStatus {
                 source: p.source.clone(),
-                billing_period: p.period.clone(),
+                billing_period: p.period.to_string(),
                 file_list: p.origin.name().to_owned(),
                 files: p.files as i64,
                 rows_read: p.rows_read as i64,
@@ -64,7 +67,7 @@ pub fn periods(snapshot: &Snapshot, now: DateTime<Utc>) -> Vec<pb::PeriodStatus>
                 monthly_rows: p.layers.monthly.rows() as i64,
                 layer_bytes: p.layers.bytes() as i64,
                 problem: if stale {
-                    problem_of(&p.source, &p.period)
+                    problem_of(&p.source, p.period)
                 } else {
                     String::new()
                 },
@@ -75,10 +78,10 @@ pub fn periods(snapshot: &Snapshot, now: DateTime<Utc>) -> Vec<pb::PeriodStatus>
         snapshot
             .unavailable
             .iter()
-            .filter_map(|u| Some((u, u.period.as_ref()?)))
+            .filter_map(|u| Some((u, u.period?)))
             .map(|(u, period)| pb::PeriodStatus {
                 source: u.source.clone(),
-                billing_period: period.clone(),
+                billing_period: period.to_string(),
                 state: "unavailable".to_owned(),
                 problem: format!("{}: {}", u.file, u.message),
                 ..Default::default()

@@ -450,7 +450,10 @@ pub fn snapshot_failed(took: Duration) {
 pub fn freshness(snapshot: &Snapshot, now: DateTime<Utc>) {
     let seconds = |t: DateTime<Utc>| ((now - t).num_milliseconds().max(0) as f64) / 1000.0;
     for (p, check) in snapshot.periods.iter().zip(&snapshot.checks) {
-        let labels = [("source", p.source.clone()), ("period", p.period.clone())];
+        let labels = [
+            ("source", p.source.clone()),
+            ("period", p.period.to_string()),
+        ];
         if let Some(t) = p.last_modified {
             gauge!(PERIOD_FRESHNESS_AGE, &labels).set(seconds(t));
         }

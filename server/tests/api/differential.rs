@@ -4,6 +4,7 @@
 //! days and months, random groupings, granularities, filters, metrics and allocation.
 
 use bedrock_attribution_server::{
+    account::AccountId,
     query::{
         self, CostMetric, Dimension, Filter, Granularity, LayerChoice, PrincipalGrouping,
         QuerySpec, TagFilter, plan::layer_use,
@@ -39,9 +40,9 @@ async fn layered_answers_equal_a_plain_scan() {
         .iter()
         .map(|v| v.to_string())
         .collect();
-    let accounts: Vec<String> = dicts.accounts.values()[1..]
+    let accounts: Vec<AccountId> = dicts.accounts.values()[1..]
         .iter()
-        .map(|v| v.to_string())
+        .filter_map(|v| AccountId::parse(v))
         .collect();
     let models: Vec<String> = dicts
         .models
@@ -270,7 +271,7 @@ async fn layered_answers_equal_a_plain_scan() {
 fn random_scope(
     rng: &mut SmallRng,
     principals: &[String],
-    accounts: &[String],
+    accounts: &[AccountId],
     teams: &[String],
 ) -> bedrock_attribution_server::auth::Scope {
     let mut scope = bedrock_attribution_server::auth::Scope::default();

@@ -245,7 +245,7 @@ async fn requests_run_wholly_on_one_snapshot() {
     let may_of = |s: &bedrock_attribution_server::snapshot::Snapshot| {
         s.periods
             .iter()
-            .find(|p| p.period == "2026-05")
+            .find(|p| p.period.to_string() == "2026-05")
             .map(|p| (p.line_items, p.layers.fine.rows()))
     };
     assert_eq!(
