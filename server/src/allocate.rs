@@ -30,6 +30,7 @@ use datafusion::arrow::{
 use crate::{
     layers::{Amounts, GroupedRows, METRICS, dict::Dictionaries},
     query::CostMetric,
+    rules::money::Amount,
 };
 
 /// Where one period's spend without a caller went, for one currency and metric.
@@ -39,12 +40,12 @@ pub struct AllocationSummary {
     pub currency: String,
     /// Cost metric.
     pub metric: CostMetric,
-    /// Shared over callers of the same usage account (units of 1e-10).
-    pub within_account: i128,
-    /// Shared over the payer's callers (units of 1e-10).
-    pub across_payer: i128,
-    /// Left unattributed (units of 1e-10).
-    pub unattributed: i128,
+    /// Shared over callers of the same usage account.
+    pub within_account: Amount,
+    /// Shared over the payer's callers.
+    pub across_payer: Amount,
+    /// Left unattributed.
+    pub unattributed: Amount,
 }
 
 /// An attributed `Usage` line item: it receives shares in proportion to its cost.
@@ -311,9 +312,9 @@ pub fn apply(
             let mut summary = AllocationSummary {
                 currency: (*currency).to_owned(),
                 metric,
-                within_account: 0,
-                across_payer: 0,
-                unattributed: 0,
+                within_account: Amount::ZERO,
+                across_payer: Amount::ZERO,
+                unattributed: Amount::ZERO,
             };
             let mut payer_donors: Vec<u32> = Vec::new();
             for account in accounts {
@@ -329,7 +330,7 @@ pub fn apply(
                             &account.donors,
                         );
                     }
-                    summary.within_account += pool;
+                    summary.within_account += Amount::from_scaled(pool);
                 } else {
                     payer_donors.extend(&account.donors);
                 }
@@ -338,9 +339,9 @@ pub fn apply(
                 let pool = participants.pool(&payer_donors, metric);
                 if participants.weight(all, metric) > 0 {
                     participants.share(&mut allocated, metric, pool, all, &payer_donors);
-                    summary.across_payer += pool;
+                    summary.across_payer += Amount::from_scaled(pool);
                 } else {
-                    summary.unattributed += pool;
+                    summary.unattributed += Amount::from_scaled(pool);
                 }
             }
             summaries.push(summary);

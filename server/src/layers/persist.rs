@@ -32,8 +32,12 @@ use super::{
     rates::Rate,
 };
 use crate::{
-    allocate::AllocationSummary, catalog::listing::PeriodFiles, load::LoadedPeriod,
-    period::BillingPeriod, query::CostMetric, rules::bedrock::BedrockRule,
+    allocate::AllocationSummary,
+    catalog::listing::PeriodFiles,
+    load::LoadedPeriod,
+    period::BillingPeriod,
+    query::CostMetric,
+    rules::{bedrock::BedrockRule, money::Amount},
 };
 
 /// Bump when what is written changes meaning or shape (3: the layers gained `routing`;
@@ -252,9 +256,9 @@ impl LayerCache {
                     .map(|a| StoredAllocation {
                         currency: a.currency.clone(),
                         metric: metric_name(a.metric).to_owned(),
-                        within_account: a.within_account.to_string(),
-                        across_payer: a.across_payer.to_string(),
-                        unattributed: a.unattributed.to_string(),
+                        within_account: a.within_account.scaled().to_string(),
+                        across_payer: a.across_payer.scaled().to_string(),
+                        unattributed: a.unattributed.scaled().to_string(),
                     })
                     .collect(),
                 tag_sets: period.dicts.tag_sets.sets().len(),
@@ -372,7 +376,11 @@ impl LayerCache {
                     "public_on_demand" => CostMetric::PublicOnDemand,
                     other => return Err(bad(format!("unknown metric {other}"))),
                 };
-                let amount = |s: &str| s.parse::<i128>().map_err(|e| bad(e.to_string()));
+                let amount = |s: &str| {
+                    s.parse::<i128>()
+                        .map(Amount::from_scaled)
+                        .map_err(|e| bad(e.to_string()))
+                };
                 Ok(AllocationSummary {
                     currency: a.currency.clone(),
                     metric,

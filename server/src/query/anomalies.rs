@@ -167,7 +167,7 @@ pub async fn find(
             .or_default()
             .entry(day_of(bucket))
             .or_default();
-        day.0 += row.cost;
+        day.0 += row.cost.scaled();
         day.1 += row.line_items;
     }
     let mut found = Vec::new();
@@ -315,7 +315,7 @@ fn middle(values: &mut [i128]) -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::GroupRow;
+    use crate::{query::GroupRow, rules::money::Amount};
 
     const UNIT: i128 = 10_000_000_000;
 
@@ -337,11 +337,11 @@ mod tests {
                     currency: "USD".into(),
                     bucket: Some(day * DAY_MICROS),
                     keys: vec![Some(Key::Text("alice".into()))],
-                    cost: cost * UNIT,
-                    allocated: 0,
+                    cost: Amount::from_scaled(cost * UNIT),
+                    allocated: Amount::ZERO,
                     tokens: Default::default(),
                     line_items: 1,
-                    cache_saving: 0,
+                    cache_saving: Default::default(),
                 })
                 .collect(),
             ..Default::default()
@@ -447,11 +447,11 @@ mod tests {
             currency: currency.into(),
             bucket: Some((day0 + day) * DAY_MICROS),
             keys: vec![key.map(|k| Key::Text(k.into()))],
-            cost,
-            allocated: 0,
+            cost: Amount::from_scaled(cost),
+            allocated: Amount::ZERO,
             tokens: Default::default(),
             line_items: n,
-            cache_saving: 0,
+            cache_saving: Default::default(),
         };
         let series = Answer {
             rows: vec![

@@ -19,7 +19,10 @@ use super::{
 use crate::{
     error::Error,
     layers::Tokens,
-    rules::usage::{Routing, UsageCategory},
+    rules::{
+        money::{Amount, FineAmount},
+        usage::{Routing, UsageCategory},
+    },
     snapshot::Snapshot,
 };
 
@@ -57,17 +60,17 @@ pub struct GroupRow {
     pub bucket: Option<i64>,
     /// One key per dimension of the spec; `None` is the UNATTRIBUTED / UNTAGGED group.
     pub keys: Vec<Option<Key>>,
-    /// Exact cost in units of 1e-10 (fully loaded with allocation).
-    pub cost: i128,
+    /// Exact cost (fully loaded with allocation).
+    pub cost: Amount,
     /// The part of `cost` shared in or out by allocation (zero without it).
-    pub allocated: i128,
+    pub allocated: Amount,
     /// Tokens by kind.
     pub tokens: Tokens,
     /// Line items in the group.
     pub line_items: i64,
-    /// With efficiency: what the group's cache-read tokens saved against plain input,
-    /// in units of 1e-16 (zero without it).
-    pub cache_saving: i128,
+    /// With efficiency: what the group's cache-read tokens saved against plain input
+    /// (zero without it).
+    pub cache_saving: FineAmount,
 }
 
 /// A whole answer, before paging.
@@ -76,12 +79,11 @@ pub struct Answer {
     /// Groups ordered by cost descending, then currency, bucket and keys.
     pub rows: Vec<GroupRow>,
     /// Sum of all rows per currency, ordered by currency.
-    pub totals: Vec<(String, i128)>,
+    pub totals: Vec<(String, Amount)>,
     /// Sum of all rows' tokens.
     pub tokens: Tokens,
-    /// With efficiency: sum of all rows' cache savings per currency (units of 1e-16),
-    /// ordered by currency.
-    pub cache_savings: Vec<(String, i128)>,
+    /// With efficiency: sum of all rows' cache savings per currency, ordered by currency.
+    pub cache_savings: Vec<(String, FineAmount)>,
 }
 
 impl Answer {
@@ -109,7 +111,7 @@ impl Answer {
         let totals: usize = self
             .totals
             .iter()
-            .map(|(c, _)| size_of::<(String, i128)>() + c.capacity())
+            .map(|(c, _)| size_of::<(String, Amount)>() + c.capacity())
             .sum();
         size_of::<Self>() + rows + totals
     }
@@ -131,7 +133,6 @@ pub async fn run_with(
     spec: &QuerySpec,
     choice: plan::LayerChoice,
 ) -> Result<Answer, Error> {
-    // Stops within a batch once the request ends (deadline, caller gone).
     // Stops within a batch once the request ends (deadline, caller gone).
     let batches = super::cancel::collect(plan::plan_with(ctx, snapshot, spec, choice)?).await?;
     let mut rows = Vec::new();
@@ -155,9 +156,9 @@ pub async fn run_with(
             .then_with(|| a.bucket.cmp(&b.bucket))
             .then_with(|| a.keys.cmp(&b.keys))
     });
-    let mut totals: BTreeMap<String, i128> = BTreeMap::new();
+    let mut totals: BTreeMap<String, Amount> = BTreeMap::new();
     let mut tokens = Tokens::default();
-    let mut savings: BTreeMap<String, i128> = BTreeMap::new();
+    let mut savings: BTreeMap<String, FineAmount> = BTreeMap::new();
     for row in &rows {
         *totals.entry(row.currency.clone()).or_default() += row.cost;
         tokens.merge(&row.tokens);
@@ -270,12 +271,14 @@ fn read_rows(
             currency: currency.value(row).to_owned(),
             bucket: bucket.and_then(|b| b.is_valid(row).then(|| b.value(row))),
             keys: keys.iter().map(|k| k.key(row)).collect(),
-            cost: if cost.is_valid(row) {
+            cost: Amount::from_scaled(if cost.is_valid(row) {
                 cost.value(row)
             } else {
                 0
-            },
-            allocated: allocated.map_or(0, |a| if a.is_valid(row) { a.value(row) } else { 0 }),
+            }),
+            allocated: Amount::from_scaled(
+                allocated.map_or(0, |a| if a.is_valid(row) { a.value(row) } else { 0 }),
+            ),
             tokens: Tokens::from_column_order([
                 int(&tokens[0]),
                 int(&tokens[1]),
@@ -283,7 +286,9 @@ fn read_rows(
                 int(&tokens[3]),
             ]),
             line_items: int(line_items),
-            cache_saving: saving.map_or(0, |a| if a.is_valid(row) { a.value(row) } else { 0 }),
+            cache_saving: FineAmount::from_units(
+                saving.map_or(0, |a| if a.is_valid(row) { a.value(row) } else { 0 }),
+            ),
         });
     }
     Ok(())

@@ -146,11 +146,11 @@ mod tests {
             currency: "USD".into(),
             bucket: None,
             keys: vec![],
-            cost: 1,
-            allocated: 0,
+            cost: crate::rules::money::Amount::from_scaled(1),
+            allocated: crate::rules::money::Amount::ZERO,
             tokens: crate::layers::Tokens::default(),
             line_items: 1,
-            cache_saving: 0,
+            cache_saving: crate::rules::money::FineAmount::default(),
         };
         Arc::new(Answer {
             rows: vec![row; rows],

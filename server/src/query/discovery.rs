@@ -17,6 +17,7 @@ use super::{Answer, plan, spec::QuerySpec};
 use crate::{
     error::Error,
     layers::{Tokens, col as c, cost_column},
+    rules::money::Amount,
     snapshot::Snapshot,
 };
 
@@ -24,7 +25,7 @@ use crate::{
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     /// Cost per currency, ordered by currency.
-    pub cost: BTreeMap<String, i128>,
+    pub cost: BTreeMap<String, Amount>,
     /// Token sums.
     pub tokens: Tokens,
     /// Line items.
@@ -56,7 +57,7 @@ pub struct TagKeyReach {
     /// Line items carrying the key.
     pub line_items: i64,
     /// Their cost per currency.
-    pub cost: BTreeMap<String, i128>,
+    pub cost: BTreeMap<String, Amount>,
     /// Distinct values seen.
     pub values: BTreeSet<String>,
 }
@@ -101,11 +102,12 @@ pub async fn tag_keys(
             for (key, value) in set.iter() {
                 let reach = keys.entry(key.clone()).or_default();
                 reach.line_items += n.value(row);
-                *reach.cost.entry(currency.to_owned()).or_default() += if cost.is_valid(row) {
-                    cost.value(row)
-                } else {
-                    0
-                };
+                *reach.cost.entry(currency.to_owned()).or_default() +=
+                    Amount::from_scaled(if cost.is_valid(row) {
+                        cost.value(row)
+                    } else {
+                        0
+                    });
                 reach.values.insert(value.clone());
             }
         }

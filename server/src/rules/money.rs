@@ -6,6 +6,109 @@ use rust_decimal::{Decimal, RoundingStrategy};
 /// Decimal places kept for every amount (CUR costs carry up to ten).
 pub const SCALE: u32 = 10;
 
+/// An exact amount of money in units of 1e-10 of its currency (the CUR's ten places).
+/// Sums of amounts are exact integer sums; rounding to a caller's nanos happens once, in
+/// [`Amount::units_and_nanos`]. The currency travels beside it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Amount(i128);
+
+impl Amount {
+    /// Zero.
+    pub const ZERO: Self = Self(0);
+
+    /// The amount of `scaled` units of 1e-10.
+    pub const fn from_scaled(scaled: i128) -> Self {
+        Self(scaled)
+    }
+
+    /// The amount in units of 1e-10.
+    pub const fn scaled(self) -> i128 {
+        self.0
+    }
+
+    /// The exact decimal.
+    pub fn to_decimal(self) -> Decimal {
+        to_decimal(self.0)
+    }
+
+    /// A plain decimal string with ten places, e.g. `-0.5000000000`.
+    pub fn exact_string(self) -> String {
+        exact_string(self.0)
+    }
+
+    /// Whole units and nanos (same sign), rounded half-even to nine places.
+    pub fn units_and_nanos(self) -> (i64, i32) {
+        units_and_nanos(self.0)
+    }
+
+    /// The amount per million of `tokens`, rounded half-even to ten places; `None`
+    /// without tokens.
+    pub fn per_million_tokens(self, tokens: i64) -> Option<Self> {
+        per_million_tokens(self.0, tokens).map(Self)
+    }
+}
+
+impl std::ops::Add for Amount {
+    type Output = Self;
+    fn add(self, other: Self) -> Self {
+        Self(self.0 + other.0)
+    }
+}
+
+impl std::ops::AddAssign for Amount {
+    fn add_assign(&mut self, other: Self) {
+        self.0 += other.0;
+    }
+}
+
+impl std::ops::Sub for Amount {
+    type Output = Self;
+    fn sub(self, other: Self) -> Self {
+        Self(self.0 - other.0)
+    }
+}
+
+impl std::iter::Sum for Amount {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        Self(iter.map(|a| a.0).sum())
+    }
+}
+
+impl std::fmt::Display for Amount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.exact_string())
+    }
+}
+
+/// An amount in units of 1e-16: a cache saving, whose per-token prices carry six more
+/// places than costs (see [`crate::layers::rates`]), so that savings of any grouping add
+/// up exactly; [`FineAmount::rounded`] brings it to ten places once, at the edge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FineAmount(i128);
+
+impl FineAmount {
+    /// The amount of `units` units of 1e-16.
+    pub const fn from_units(units: i128) -> Self {
+        Self(units)
+    }
+
+    /// The amount in units of 1e-16.
+    pub const fn units(self) -> i128 {
+        self.0
+    }
+
+    /// The amount at ten places, rounded half-even.
+    pub fn rounded(self) -> Amount {
+        Amount(from_micro_units(self.0))
+    }
+}
+
+impl std::ops::AddAssign for FineAmount {
+    fn add_assign(&mut self, other: Self) {
+        self.0 += other.0;
+    }
+}
+
 /// Converts a CUR cost (a double) to an exact amount in units of 1e-10.
 ///
 /// The double is read as the shortest decimal that round-trips to it (what was written
@@ -158,6 +261,24 @@ pub fn per_million_tokens(scaled: i128, tokens: i64) -> Option<i128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_add_exactly_and_round_once() {
+        let tenth = Amount::from_scaled(1_000_000_000);
+        let sum: Amount = std::iter::repeat_n(tenth, 10).sum();
+        assert_eq!(sum.exact_string(), "1.0000000000");
+        assert_eq!((sum - tenth).to_string(), "0.9000000000");
+        assert_eq!(Amount::from_scaled(15).units_and_nanos(), (0, 2));
+        assert_eq!(
+            FineAmount::from_units(2_500_000).rounded(),
+            Amount::from_scaled(2)
+        );
+        assert_eq!(
+            Amount::from_scaled(30_000_000_000).per_million_tokens(1_500_000),
+            Some(Amount::from_scaled(20_000_000_000))
+        );
+        assert_eq!(tenth.per_million_tokens(0), None);
+    }
 
     #[test]
     fn micro_units_round_half_even() {

@@ -19,7 +19,7 @@ use crate::{
         },
         page,
     },
-    rules::money,
+    rules::money::{self, Amount},
     snapshot::Snapshot,
     telemetry::rpc::{record_rows, record_spec},
 };
@@ -277,10 +277,10 @@ fn anomaly(a: &Anomaly, dimension: &Dimension) -> pb::SpendAnomaly {
             AnomalyKind::New => pb::AnomalyKind::New,
         }
         .into(),
-        observed: Some(convert::money(&a.currency, a.observed)),
-        baseline: Some(convert::money(&a.currency, a.baseline)),
-        median_absolute_deviation: Some(convert::money(&a.currency, a.mad)),
-        excess: Some(convert::money(&a.currency, a.excess())),
+        observed: Some(convert::money(&a.currency, Amount::from_scaled(a.observed))),
+        baseline: Some(convert::money(&a.currency, Amount::from_scaled(a.baseline))),
+        median_absolute_deviation: Some(convert::money(&a.currency, Amount::from_scaled(a.mad))),
+        excess: Some(convert::money(&a.currency, Amount::from_scaled(a.excess()))),
         robust_z: a.robust_z,
         factor: a.factor,
         baseline_days_counted: i32::try_from(a.counted_days).unwrap_or(i32::MAX),

@@ -20,7 +20,7 @@ use crate::{
     },
     error::Error,
     period::BillingPeriod,
-    rules::money,
+    rules::money::{self, Amount},
     snapshot::Snapshot,
     telemetry::{self, rpc::record_rows},
 };
@@ -50,7 +50,10 @@ fn budget(b: &Budget) -> pb::Budget {
             account_id: s.account_id.map(|a| a.to_string()).unwrap_or_default(),
             model: text(&s.model),
         }),
-        monthly_amount: Some(convert::money(&b.currency, b.amount.units)),
+        monthly_amount: Some(convert::money(
+            &b.currency,
+            Amount::from_scaled(b.amount.units),
+        )),
         thresholds: b.thresholds.iter().map(|t| t.text.clone()).collect(),
         owner: b.owner.clone().unwrap_or_default(),
         origin: match b.origin {
@@ -497,13 +500,19 @@ fn report(
     }
     pb::BudgetReport {
         budget: Some(budget(b)),
-        spend_to_date: Some(convert::money(&b.currency, spend)),
-        forecast: Some(convert::money(&b.currency, f.month_end)),
+        spend_to_date: Some(convert::money(&b.currency, Amount::from_scaled(spend))),
+        forecast: Some(convert::money(
+            &b.currency,
+            Amount::from_scaled(f.month_end),
+        )),
         status: status.into(),
         thresholds_crossed: reached(spend),
         thresholds_forecast: reached(f.month_end),
         forecast_inputs: Some(pb::BudgetForecastInputs {
-            daily_average: Some(convert::money(&b.currency, f.daily_average)),
+            daily_average: Some(convert::money(
+                &b.currency,
+                Amount::from_scaled(f.daily_average),
+            )),
             days_averaged: window.days as i32,
             averaged_from: (window.days > 0).then(|| convert::time(at(window.from))),
             averaged_to: Some(convert::time(at(window.to))),

@@ -13,7 +13,7 @@ use crate::{
     },
     rules::{
         arn::{Principal, PrincipalKind, is_account_id},
-        money,
+        money::Amount,
         usage::{Routing, UsageCategory},
     },
 };
@@ -456,18 +456,18 @@ pub fn key_prefix(prefix: &str) -> Result<&str, Error> {
 }
 
 /// An exact amount as `Money`.
-pub fn money(currency: &str, amount: i128) -> pb::Money {
-    let (units, nanos) = money::units_and_nanos(amount);
+pub fn money(currency: &str, amount: Amount) -> pb::Money {
+    let (units, nanos) = amount.units_and_nanos();
     pb::Money {
         currency_code: currency.to_owned(),
         units,
         nanos,
-        exact: money::exact_string(amount),
+        exact: amount.exact_string(),
     }
 }
 
 /// Per-currency amounts as `Money` values.
-pub fn moneys<'a>(amounts: impl IntoIterator<Item = (&'a String, &'a i128)>) -> Vec<pb::Money> {
+pub fn moneys<'a>(amounts: impl IntoIterator<Item = (&'a String, &'a Amount)>) -> Vec<pb::Money> {
     amounts.into_iter().map(|(c, a)| money(c, *a)).collect()
 }
 
@@ -586,10 +586,7 @@ pub fn efficiency(row: &mut pb::Row, group: &GroupRow) {
         row.output_input_ratio = Some(t.output as f64 / input as f64);
         row.cache_read_share = Some(t.cache_read as f64 / input as f64);
     }
-    row.cache_read_saving = Some(money(
-        &group.currency,
-        crate::rules::money::from_micro_units(group.cache_saving),
-    ));
+    row.cache_read_saving = Some(money(&group.currency, group.cache_saving.rounded()));
 }
 
 /// One period's allocation summary as a proto message.

@@ -331,9 +331,10 @@ impl AttributionApi {
                 let mut row = convert::row(group, &spec);
                 if per_million {
                     let all = group.tokens.total();
-                    row.cost_per_million_tokens =
-                        crate::rules::money::per_million_tokens(group.cost, all)
-                            .map(|a| convert::money(&group.currency, a));
+                    row.cost_per_million_tokens = group
+                        .cost
+                        .per_million_tokens(all)
+                        .map(|a| convert::money(&group.currency, a));
                 }
                 if spec.efficiency {
                     convert::efficiency(&mut row, group);
@@ -363,7 +364,7 @@ impl AttributionApi {
             cache_savings: answer
                 .cache_savings
                 .iter()
-                .map(|(c, a)| convert::money(c, crate::rules::money::from_micro_units(*a)))
+                .map(|(c, a)| convert::money(c, a.rounded()))
                 .collect(),
         })
     }
