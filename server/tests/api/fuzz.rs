@@ -1,10 +1,13 @@
-//! Random and mutated requests to every RPC of a running server: each answer is OK or one
-//! of the documented codes with a message, never INTERNAL or UNKNOWN, and an OK answer
-//! that fits in one page still reconciles (its rows add up to its totals). Garbage bytes
-//! in place of a request are INVALID_ARGUMENT. The server answers health after all of it.
+//! Random and mutated requests to every RPC of a running server (of WatchBudgets, the
+//! start of its stream): each answer is OK or one of the documented codes with a message,
+//! never INTERNAL or UNKNOWN, and an OK answer that fits in one page still reconciles (its
+//! rows add up to its totals). Garbage bytes in place of a request are INVALID_ARGUMENT.
+//! The server answers health after all of it.
 //!
 //! `FUZZ_REQUESTS` (default 300) and `FUZZ_SEED` (default fixed, so CI repeats itself)
 //! make longer or other runs; a failure names the seed and request number.
+
+use std::time::Duration;
 
 use bedrock_attribution_client::proto;
 use prost::bytes::{Buf, BufMut};
@@ -355,7 +358,7 @@ async fn random_requests_get_documented_answers() {
         } else {
             page_token(&mut rng, &issued)
         };
-        match rng.random_range(0..11) {
+        match rng.random_range(0..12) {
             0 => {
                 let r = proto::CostByPrincipalRequest {
                     time_range: time_range(&mut rng, sane),
@@ -553,6 +556,27 @@ async fn random_requests_get_documented_answers() {
                     ok += 1;
                     String::new()
                 });
+            }
+            10 => {
+                let r = proto::WatchBudgetsRequest {
+                    budget_ids: v.strings(&mut rng, sane),
+                    send_initial: true,
+                };
+                match api.watch_budgets(r).await {
+                    Ok(response) => {
+                        ok += 1;
+                        *seen.entry("Ok".to_owned()).or_default() += 1;
+                        // The initial statuses (none without budgets) or an error; the
+                        // stream is then dropped, which ends the call.
+                        let mut stream = response.into_inner();
+                        if let Ok(Err(status)) =
+                            tokio::time::timeout(Duration::from_millis(50), stream.message()).await
+                        {
+                            judge::<()>(&what, &mut seen, Err(status), |_| String::new());
+                        }
+                    }
+                    Err(status) => judge::<()>(&what, &mut seen, Err(status), |_| String::new()),
+                }
             }
             _ => {
                 // Random bytes, or a valid request with some bytes changed.
