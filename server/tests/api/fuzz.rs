@@ -223,6 +223,27 @@ fn dimensions(rng: &mut SmallRng, sane: bool) -> Vec<i32> {
     d
 }
 
+/// The fields the three grouped questions share, drawn in their field order.
+struct Question {
+    time_range: Option<proto::TimeRange>,
+    filter: Option<proto::Filter>,
+    cost_metric: i32,
+    granularity: i32,
+    page_size: i32,
+}
+
+impl Question {
+    fn draw(rng: &mut SmallRng, v: &Vocabulary, sane: bool) -> Self {
+        Self {
+            time_range: time_range(rng, sane),
+            filter: filter(rng, v, sane),
+            cost_metric: small_enum(rng, 3, sane),
+            granularity: small_enum(rng, 3, sane),
+            page_size: page_size(rng, sane),
+        }
+    }
+}
+
 /// Sends raw bytes as the request message and ignores the answer's body.
 #[derive(Clone, Default)]
 struct RawCodec;
@@ -360,12 +381,13 @@ async fn random_requests_get_documented_answers() {
         };
         match rng.random_range(0..12) {
             0 => {
+                let q = Question::draw(&mut rng, &v, sane);
                 let r = proto::CostByPrincipalRequest {
-                    time_range: time_range(&mut rng, sane),
-                    filter: filter(&mut rng, &v, sane),
-                    cost_metric: small_enum(&mut rng, 3, sane),
-                    granularity: small_enum(&mut rng, 3, sane),
-                    page_size: page_size(&mut rng, sane),
+                    time_range: q.time_range,
+                    filter: q.filter,
+                    cost_metric: q.cost_metric,
+                    granularity: q.granularity,
+                    page_size: q.page_size,
                     page_token: token,
                     grouping: small_enum(&mut rng, 2, sane),
                     also_group_by: dimensions(&mut rng, sane),
@@ -379,12 +401,13 @@ async fn random_requests_get_documented_answers() {
                 });
             }
             1 => {
+                let q = Question::draw(&mut rng, &v, sane);
                 let r = proto::CostByTagRequest {
-                    time_range: time_range(&mut rng, sane),
-                    filter: filter(&mut rng, &v, sane),
-                    cost_metric: small_enum(&mut rng, 3, sane),
-                    granularity: small_enum(&mut rng, 3, sane),
-                    page_size: page_size(&mut rng, sane),
+                    time_range: q.time_range,
+                    filter: q.filter,
+                    cost_metric: q.cost_metric,
+                    granularity: q.granularity,
+                    page_size: q.page_size,
                     page_token: token,
                     tag_key: if sane {
                         "iamPrincipal/team".into()
@@ -403,12 +426,13 @@ async fn random_requests_get_documented_answers() {
                 });
             }
             2 => {
+                let q = Question::draw(&mut rng, &v, sane);
                 let r = proto::TokenUsageRequest {
-                    time_range: time_range(&mut rng, sane),
-                    filter: filter(&mut rng, &v, sane),
-                    cost_metric: small_enum(&mut rng, 3, sane),
-                    granularity: small_enum(&mut rng, 3, sane),
-                    page_size: page_size(&mut rng, sane),
+                    time_range: q.time_range,
+                    filter: q.filter,
+                    cost_metric: q.cost_metric,
+                    granularity: q.granularity,
+                    page_size: q.page_size,
                     page_token: token,
                     group_by: dimensions(&mut rng, sane),
                     tag_key: v.unless_sane(&mut rng, sane),
