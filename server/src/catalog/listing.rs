@@ -205,6 +205,9 @@ async fn list_period(
         let mut files: Vec<ObjectMeta> = Vec::new();
         let mut execution = None;
         let mut corrections = Vec::new();
+        // Files named more than once: how many extra times, and one of them to name.
+        let mut named: std::collections::HashSet<Path> = std::collections::HashSet::new();
+        let (mut repeated_files, mut extra_entries) = (BTreeMap::<String, usize>::new(), 0usize);
         for uri in manifest::data_files(&json) {
             let relative = manifest::relative_to_root(&uri).ok_or_else(|| {
                 problem(
@@ -220,14 +223,30 @@ async fn list_period(
                 )
             })?;
             execution = execution_of(folder, &location).or(execution);
-            if files.iter().any(|f| f.location == meta.location) {
+            if !named.insert(meta.location.clone()) {
                 // Read literally, the file would count twice; it is one file.
-                corrections.push(format!(
-                    "the manifest names {uri} more than once; it is read once"
-                ));
+                *repeated_files.entry(uri.clone()).or_default() += 1;
+                extra_entries += 1;
                 continue;
             }
             files.push(meta.clone());
+        }
+        // One correction for the whole manifest, however many entries repeat: a
+        // manifest naming a file 100,000 times must not make a 29 MB status reply.
+        if let Some((uri, extra)) = repeated_files.iter().max_by_key(|(_, n)| **n) {
+            corrections.push(if repeated_files.len() == 1 {
+                format!(
+                    "the manifest names {uri} {} times; it is read once",
+                    crate::load::check::thousands(extra + 1)
+                )
+            } else {
+                format!(
+                    "the manifest names {} files more than once ({} extra entries; {uri} {} times); each is read once",
+                    crate::load::check::thousands(repeated_files.len()),
+                    crate::load::check::thousands(extra_entries),
+                    crate::load::check::thousands(extra + 1)
+                )
+            });
         }
         if files.is_empty() {
             return Err(problem(
@@ -256,7 +275,7 @@ async fn list_period(
         .max();
     let files: Vec<ObjectMeta> = by_path
         .values()
-        .filter(|m| m.location.as_ref().ends_with(".parquet"))
+        .filter(|m| manifest::is_data_file(m.location.as_ref()))
         .filter(|m| execution_of(folder, &m.location) == newest)
         .cloned()
         .collect();

@@ -1,7 +1,14 @@
 //! Reading Data Exports manifests: the list of the current version's data files.
 
+/// Whether `name` is a data file of an export: parquet, or the CSV form (`.csv.gz`, or
+/// `.csv` when copied uncompressed).
+pub fn is_data_file(name: &str) -> bool {
+    name.ends_with(".parquet") || crate::load::csv::is_csv(name)
+}
+
 /// Data-file URIs named by a manifest. AWS does not document the field names, so the
-/// list is the string array whose entries are parquet URIs, wherever it sits.
+/// list is the string array whose entries are data-file URIs (parquet or CSV), wherever
+/// it sits.
 pub fn data_files(manifest: &serde_json::Value) -> Vec<String> {
     let mut found = Vec::new();
     collect(manifest, &mut found);
@@ -12,9 +19,7 @@ fn collect(value: &serde_json::Value, found: &mut Vec<String>) {
     match value {
         serde_json::Value::Array(items) => {
             let uris: Vec<&str> = items.iter().filter_map(|v| v.as_str()).collect();
-            if !uris.is_empty()
-                && uris.len() == items.len()
-                && uris.iter().all(|u| u.ends_with(".parquet"))
+            if !uris.is_empty() && uris.len() == items.len() && uris.iter().all(|u| is_data_file(u))
             {
                 found.extend(uris.into_iter().map(str::to_owned));
             } else {

@@ -525,6 +525,7 @@ impl Catalog {
                     &self.rule,
                     read_parallelism(),
                     source.url(),
+                    Some(files.period),
                 )
                 .await?;
                 if let Some(cache) = &self.cache {

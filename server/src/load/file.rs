@@ -33,6 +33,7 @@ use object_store::ObjectStoreExt;
 use rustc_hash::FxHashMap;
 
 use super::{
+    check::{self, CellTally, FileFault},
     classify::{Class, ClassFields, Classifier},
     strings::{Memo, Strings, dictionary_type},
 };
@@ -44,6 +45,7 @@ use crate::{
         rates::RateSheet,
         time_type,
     },
+    period::BillingPeriod,
     rules::{bedrock::BedrockRule, money, usage},
 };
 
@@ -110,35 +112,85 @@ pub struct FileLines {
 }
 
 /// Streams one CUR parquet file through DataFusion and folds its Bedrock line items
-/// into fine rows.
+/// into fine rows. A file dated in `period` (its folder's) must date every line item
+/// within it; see [`check`] for what else refuses a file.
 pub async fn read_file(
     ctx: &SessionContext,
     url: &str,
     rule: BedrockRule,
-) -> Result<FileLines, DataFusionError> {
+    period: Option<BillingPeriod>,
+) -> Result<FileLines, FileFault> {
+    if super::csv::is_csv(url) {
+        let scanned = super::csv::scan(ctx, url)
+            .await
+            .map_err(|e| unreadable(url, &e))?;
+        return fold_stream(scanned, url, rule, period).await;
+    }
     let scanned = match scan(ctx, url, true).await {
         Ok(scanned) => scanned,
         Err(e) => {
             // A schema the dictionary hint does not fit: read it as the file says.
             tracing::debug!(url, "reading without dictionary hints: {e}");
-            scan(ctx, url, false).await?
+            scan(ctx, url, false)
+                .await
+                .map_err(|e| unreadable(url, &e))?
         }
     };
-    fold_stream(scanned, url, rule).await
+    fold_stream(scanned, url, rule, period).await
+}
+
+/// The plain cause of a read that failed; the parser's own text goes to the log only.
+pub(crate) fn unreadable(url: &str, e: &DataFusionError) -> FileFault {
+    tracing::warn!(file = url, error = %e, "cannot read a data file");
+    let csv = super::csv::is_csv(url);
+    let cause = match e.find_root() {
+        DataFusionError::ObjectStore(e) if matches!(**e, object_store::Error::NotFound { .. }) => {
+            "the file does not exist (it was removed or replaced while being read)".to_owned()
+        }
+        DataFusionError::ObjectStore(_) => {
+            "the object store did not deliver the file (see the server log)".to_owned()
+        }
+        DataFusionError::ParquetError(_) => {
+            "the file is not a readable parquet file: it is damaged, truncated or in another format"
+                .to_owned()
+        }
+        // The CSV reader's own messages are plain (a line with the wrong number of
+        // fields, a map cell that is not JSON, no header row).
+        DataFusionError::ArrowError(e, _) if csv => match e.as_ref() {
+            ArrowError::CsvError(m) => format!("the file is not a readable CUR CSV file: {m}"),
+            _ => "the file is not a readable CUR CSV file: it is damaged, truncated or not gzip"
+                .to_owned(),
+        },
+        _ => "the file's contents cannot be decoded (see the server log)".to_owned(),
+    };
+    FileFault::Unreadable { cause }
 }
 
 async fn fold_stream(
     (columns, mut stream): (Vec<String>, SendableRecordBatchStream),
     url: &str,
     rule: BedrockRule,
-) -> Result<FileLines, DataFusionError> {
-    let mut state = FileState::new(columns, rule);
+    period: Option<BillingPeriod>,
+) -> Result<FileLines, FileFault> {
+    let mut state = FileState::new(columns, rule, period);
     let mut index = 0;
+    let mut checked = false;
     while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        state.fold(&batch, &format!("{url}#{index}"))?;
+        let batch = batch.map_err(|e| unreadable(url, &e))?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        // Checked on the first line item: an emptied leftover chunk may have any schema.
+        if !checked {
+            check::columns(&state.out.columns, &batch.schema())?;
+            checked = true;
+        }
+        state
+            .fold(&batch, &format!("{url}#{index}"))
+            .map_err(|e| unreadable(url, &DataFusionError::from(e)))?;
         index += 1;
     }
+    std::mem::take(&mut state.tally).finish(period)?;
     let mut out = state.out;
     out.receiver_ids.push(state.ids.finish());
     // Growth by doubling leaves up to half of each vector unused; the period holds
@@ -295,30 +347,97 @@ struct FileState {
     /// Tags (as `tag_pairs`) -> id in the file's tag sets.
     tag_ids: FxHashMap<Vec<(u32, u32)>, u32>,
     ids: StringBuilder,
+    /// The span of the file's billing period (µs), when known.
+    span: Option<(i64, i64)>,
+    /// Bad cells seen so far.
+    tally: CellTally,
 }
 
-fn floats(batch: &RecordBatch, name: &str) -> Result<Option<ArrayRef>, ArrowError> {
-    batch
-        .column_by_name(name)
-        .map(|c| cast(c, &DataType::Float64))
-        .transpose()
+/// A number column as doubles, its non-finite and non-numeric cells counted in `bad`.
+fn floats(
+    batch: &RecordBatch,
+    name: &str,
+    bad: &mut check::BadCells,
+) -> Result<Option<ArrayRef>, ArrowError> {
+    let Some(column) = batch.column_by_name(name) else {
+        return Ok(None);
+    };
+    let f: ArrayRef = match text_floats(column, bad)? {
+        Some(values) => Arc::new(datafusion::arrow::array::Float64Array::from(values)),
+        None => cast(column, &DataType::Float64)?,
+    };
+    let values = f.as_primitive::<Float64Type>();
+    bad.non_finite += (0..values.len())
+        .filter(|&i| values.is_valid(i) && !values.value(i).is_finite())
+        .count();
+    Ok(Some(f))
 }
 
-/// Cost column as exact amounts: doubles through their shortest decimal, anything else
-/// (decimals, integers, strings) through Arrow's cast to Decimal128(38, 10).
-fn amounts(batch: &RecordBatch, name: &str) -> Result<Vec<i64>, ArrowError> {
+/// A text column's cells as doubles, when `column` is text (the CSV form, or a
+/// parquet file writing amounts as strings): read as Rust reads a double, which takes
+/// what Java prints (`-7.0E-10`, `1.23456789E7`, `NaN`, `Infinity`), so that the text
+/// of a double gives that double back. A blank cell is NULL; one that is not a number
+/// is counted in `bad` and read as NULL.
+fn text_floats(
+    column: &ArrayRef,
+    bad: &mut check::BadCells,
+) -> Result<Option<Vec<Option<f64>>>, ArrowError> {
+    let text = match column.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, values) => matches!(
+            values.as_ref(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        ),
+        _ => false,
+    };
+    if !text {
+        return Ok(None);
+    }
+    let strings = Strings::of(column)?;
+    Ok(Some(
+        (0..column.len())
+            .map(|i| {
+                let cell = strings.get(i).map(str::trim).filter(|t| !t.is_empty())?;
+                let parsed = cell.parse::<f64>().ok();
+                if parsed.is_none() {
+                    bad.non_numeric += 1;
+                }
+                parsed
+            })
+            .collect(),
+    ))
+}
+
+/// Cost column as exact amounts: doubles (and text, read as doubles) through their
+/// shortest decimal, anything else (decimals, integers) through Arrow's cast to
+/// Decimal128(38, 10). Cells that are not finite numbers, or beyond what a line item
+/// may hold, read as 0 and are counted in `bad` (which refuses the file).
+fn amounts(
+    batch: &RecordBatch,
+    name: &str,
+    bad: &mut check::BadCells,
+) -> Result<Vec<i64>, ArrowError> {
     let rows = batch.num_rows();
     let Some(column) = batch.column_by_name(name) else {
         return Ok(vec![0; rows]);
     };
-    let exact: Vec<i128> = if matches!(
+    let text = text_floats(column, bad)?;
+    let mut from_double = |v: Option<f64>| {
+        if v.is_some_and(|v| !v.is_finite()) {
+            bad.non_finite += 1;
+        }
+        money::amount_from_f64(v)
+    };
+    let exact: Vec<i128> = if let Some(values) = text {
+        values.into_iter().map(&mut from_double).collect()
+    } else if matches!(
         column.data_type(),
         DataType::Float64 | DataType::Float32 | DataType::Float16
     ) {
         let f = cast(column, &DataType::Float64)?;
         let f = f.as_primitive::<Float64Type>();
         (0..rows)
-            .map(|i| money::amount_from_f64(f.is_valid(i).then(|| f.value(i))))
+            .map(|i| from_double(f.is_valid(i).then(|| f.value(i))))
             .collect()
     } else {
         let d = cast(column, &DataType::Decimal128(38, money::SCALE as i8))?;
@@ -327,17 +446,15 @@ fn amounts(batch: &RecordBatch, name: &str) -> Result<Vec<i64>, ArrowError> {
             .map(|i| if d.is_valid(i) { d.value(i) } else { 0 })
             .collect()
     };
-    exact
+    Ok(exact
         .into_iter()
         .map(|a| {
-            i64::try_from(a).map_err(|_| {
-                ArrowError::ComputeError(format!(
-                    "{name} holds {} in one line item, beyond the ±922,337,203 a line item may hold",
-                    money::exact_string(a)
-                ))
+            i64::try_from(a).unwrap_or_else(|_| {
+                bad.too_large += 1;
+                0
             })
         })
-        .collect()
+        .collect())
 }
 
 /// A map column (`product`, `tags`) with its keys and values as strings.
@@ -425,7 +542,7 @@ fn id_of(memo: &mut Memo, column: &Option<Strings>, row: usize, dict: &mut Dicti
 }
 
 impl FileState {
-    fn new(columns: Vec<String>, rule: BedrockRule) -> Self {
+    fn new(columns: Vec<String>, rule: BedrockRule, period: Option<BillingPeriod>) -> Self {
         let mut product_keys = Dictionary::default();
         for (name, id) in [
             ("product_name", PRODUCT_NAME),
@@ -449,6 +566,8 @@ impl FileState {
             tag_pairs: Vec::new(),
             tag_ids: FxHashMap::default(),
             ids: StringBuilder::new(),
+            span: period.map(BillingPeriod::span_micros),
+            tally: CellTally::default(),
         }
     }
 
@@ -552,7 +671,8 @@ impl FileState {
     /// Folds one raw batch into the file's rows; rows that are not Bedrock are dropped.
     fn fold(&mut self, batch: &RecordBatch, origin: &str) -> Result<(), ArrowError> {
         let strings = BatchStrings::read(batch)?;
-        let amount = floats(batch, "line_item_usage_amount")?;
+        let mut bad = [check::BadCells::default(); check::AMOUNT_COLUMNS.len()];
+        let amount = floats(batch, "line_item_usage_amount", &mut bad[0])?;
         let amount = amount.as_ref().map(|a| a.as_primitive::<Float64Type>());
         let starts = batch
             .column_by_name("line_item_usage_start_date")
@@ -562,14 +682,11 @@ impl FileState {
             .as_ref()
             .map(|a| a.as_primitive::<TimestampMicrosecondType>());
         let costs: Vec<Amounts> = {
-            let [u, n, b, p] = [
-                "line_item_unblended_cost",
-                "line_item_net_unblended_cost",
-                "line_item_blended_cost",
-                "pricing_public_on_demand_cost",
-            ]
-            .map(|name| amounts(batch, name));
-            let (u, n, b, p) = (u?, n?, b?, p?);
+            let [_, bu, bn, bb, bp] = &mut bad;
+            let u = amounts(batch, "line_item_unblended_cost", bu)?;
+            let n = amounts(batch, "line_item_net_unblended_cost", bn)?;
+            let b = amounts(batch, "line_item_blended_cost", bb)?;
+            let p = amounts(batch, "pricing_public_on_demand_cost", bp)?;
             (0..batch.num_rows())
                 .map(|i| Amounts {
                     unblended: u[i],
@@ -579,6 +696,28 @@ impl FileState {
                 })
                 .collect()
         };
+
+        for (column, cells) in check::AMOUNT_COLUMNS.iter().zip(bad) {
+            if let Some(total) = self.tally.amount(column) {
+                total.non_finite += cells.non_finite;
+                total.non_numeric += cells.non_numeric;
+                total.too_large += cells.too_large;
+            }
+        }
+        // Every line item of the file is dated within its billing period, whatever its
+        // service: one that is not shows a file in the wrong folder or a damaged one.
+        if let Some(starts) = starts {
+            for row in 0..batch.num_rows() {
+                if !starts.is_valid(row) {
+                    self.tally.undated();
+                } else if let Some((lo, hi)) = self.span {
+                    let start = starts.value(row);
+                    if start < lo || start >= hi {
+                        self.tally.outside(start);
+                    }
+                }
+            }
+        }
 
         self.out.rows_read += batch.num_rows();
         for (row, &cost) in costs.iter().enumerate() {
@@ -730,11 +869,11 @@ mod tests {
                     .any(|f| matches!(f.data_type(), DataType::Dictionary(_, _))),
                 "{url}: {schema:?}"
             );
-            let with = fold_stream(hinted, &url, BedrockRule::default())
+            let with = fold_stream(hinted, &url, BedrockRule::default(), None)
                 .await
                 .expect("read with dictionaries");
             let plain = scan(&ctx, &url, false).await.expect("a plain scan");
-            let without = fold_stream(plain, &url, BedrockRule::default())
+            let without = fold_stream(plain, &url, BedrockRule::default(), None)
                 .await
                 .expect("read plainly");
             assert_eq!(summary(&with), summary(&without), "{url}");

@@ -3,7 +3,9 @@
 //! per line item, then the three layers built. What comes out holds ids in the period's
 //! own dictionaries, so that it can be persisted as is ([`crate::layers::persist`]).
 
+pub mod check;
 pub mod classify;
+pub mod csv;
 pub mod file;
 pub mod strings;
 
@@ -19,6 +21,7 @@ use crate::{
         dict::Dictionaries,
         rates::{PriceKey, Rate},
     },
+    period::BillingPeriod,
     rules::bedrock::BedrockRule,
 };
 pub use file::{FileLines, NOTABLE_COLUMNS, RAW_COLUMNS};
@@ -53,28 +56,37 @@ pub struct LoadError {
 
 /// Reads `urls` (one period's data files), at most `parallel` at a time, and builds the
 /// period's layers. Any bad file fails the whole period, so that a period is never
-/// served half-read.
+/// served half-read. Every line item must start within `period` (the files' folder).
 pub async fn load_period(
     ctx: &SessionContext,
     urls: &[String],
     rule: &BedrockRule,
     parallel: usize,
     root: &str,
+    period: Option<BillingPeriod>,
 ) -> Result<LoadedPeriod, LoadError> {
     let mut reads = futures::stream::iter(urls.iter().cloned().map(|url| {
         let (ctx, rule) = (ctx.clone(), rule.clone());
         // A task per file: DataFusion decodes a single-partition stream on the task
         // that polls it, so files only use several cores when they are polled apart.
         let task = tokio::spawn(async move {
-            let read = file::read_file(&ctx, &url, rule).await;
+            let read = file::read_file(&ctx, &url, rule, period).await;
             (url, read)
         });
         async move {
             match task.await {
                 Ok((_, Ok(lines))) => Ok(lines),
-                Ok((url, Err(e))) => Err(LoadError {
+                Ok((url, Err(fault))) => Err(LoadError {
+                    message: match fault {
+                        check::FileFault::Unreadable { .. } if csv::is_csv(&url) => {
+                            format!("cannot read the CSV file: {fault}")
+                        }
+                        check::FileFault::Unreadable { .. } => {
+                            format!("cannot read the parquet file: {fault}")
+                        }
+                        _ => fault.to_string(),
+                    },
                     file: url,
-                    message: format!("cannot read the parquet file: {e}"),
                 }),
                 Err(e) => Err(LoadError {
                     file: root.to_owned(),

@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// A January file as older writers (Spark, Athena CTAS) produce it: INT96 timestamps, no
-/// caller, tags or product columns.
+/// caller, tags or product columns (the required CUR 2.0 columns are all there).
 /// One line item of the INT96 file: id, usage start, cost.
 type Int96Row<'a> = (&'a str, chrono::DateTime<chrono::Utc>, f64);
 
@@ -35,6 +35,10 @@ fn write_int96(path: &Path, rows: &[Int96Row<'_>]) {
                 required binary line_item_usage_type (UTF8);
                 required binary line_item_currency_code (UTF8);
                 required double line_item_unblended_cost;
+                required double line_item_net_unblended_cost;
+                required double line_item_blended_cost;
+                required double pricing_public_on_demand_cost;
+                required double line_item_usage_amount;
             }",
         )
         .unwrap(),
@@ -95,12 +99,17 @@ fn write_int96(path: &Path, rows: &[Int96Row<'_>]) {
             .unwrap();
         col.close().unwrap();
     }
+    // Every cost metric holds the cost (CUR 2.0's schema is fixed: a file without
+    // them is refused); the usage amount is 0, so the file counts no tokens.
     let costs: Vec<f64> = rows.iter().map(|r| r.2).collect();
-    let mut col = group.next_column().unwrap().unwrap();
-    col.typed::<DoubleType>()
-        .write_batch(&costs, None, None)
-        .unwrap();
-    col.close().unwrap();
+    let zeros = vec![0.0; rows.len()];
+    for values in [&costs, &costs, &costs, &costs, &zeros] {
+        let mut col = group.next_column().unwrap().unwrap();
+        col.typed::<DoubleType>()
+            .write_batch(values, None, None)
+            .unwrap();
+        col.close().unwrap();
+    }
     group.close().unwrap();
     writer.close().unwrap();
 }

@@ -214,7 +214,7 @@ fn write_golden(root: &std::path::Path) {
         7.0,
     );
     let july = vec![
-        alice_in, alice_out, bob, carol, pt, tax, edp, ec2, dave, nobody, after,
+        alice_in, alice_out, bob, carol, pt, tax, edp, ec2, dave, nobody,
     ];
     let stale: Vec<CurLineItem> = july
         .iter()
@@ -240,6 +240,18 @@ fn write_golden(root: &std::path::Path) {
             execution: "20260802T000000Z-new".into(),
         },
         schema,
+    )
+    .unwrap();
+
+    // The first hour after July, in its own period: a July range ends before it (a July
+    // file may not hold it: CUR dates every line item within its billing period).
+    w.write_period(
+        "2026-08",
+        &[vec![after]],
+        &PeriodLayout::Overwrite {
+            leftover_empty_chunks: 0,
+        },
+        SchemaOptions::default(),
     )
     .unwrap();
 
@@ -656,8 +668,16 @@ async fn golden_tokens_models_and_older_period() {
                 "2026-07".into(),
                 "manifest".into(),
                 2,
-                10,
+                9,
                 "20260802T000000Z-new".into(),
+                vec![]
+            ),
+            (
+                "2026-08".into(),
+                "manifest".into(),
+                1,
+                1,
+                String::new(),
                 vec![]
             ),
         ]

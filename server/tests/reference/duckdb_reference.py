@@ -179,8 +179,89 @@ def _map_expr(col, typ):
     return "NULL"
 
 
-def load_files(con, files):
+# What refuses a file (and with it its whole billing period), as the contract's CUR 2.0
+# schema is fixed: required columns and their types, amounts that are finite numbers within
+# what one line item may hold, and every line item dated within the billing period of its
+# folder. Checked only in files that hold rows (an emptied leftover chunk may have any schema).
+REQUIRED_TEXT = ["line_item_line_item_type", "line_item_product_code", "line_item_usage_type",
+                 "line_item_currency_code"]
+REQUIRED_NUMBER = [AMOUNT_COL] + COST_COLS
+OPTIONAL_TEXT = [c for c in VARCHAR_COLS if c not in REQUIRED_TEXT]
+LEGACY_MARKS = ["lineItem/UnblendedCost", "lineItem/LineItemType", "identity/LineItemId",
+                "product_product_name"]
+NUMERIC_TYPES = ("DOUBLE", "FLOAT", "REAL", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT",
+                 "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT")
+
+
+def _is_number_type(t):
+    t = t.upper()
+    return t in NUMERIC_TYPES or t.startswith("DECIMAL") or t == "VARCHAR" or t == '"NULL"'
+
+
+def _check_file(con, path, cols, period):
+    """None when the file may be served, else (kind, detail) saying why not."""
+    has = lambda name: name in cols
+    if any(m.lower() in cols for m in LEGACY_MARKS) and not has("line_item_iam_principal"):
+        return ("legacy", "")
+    known = REQUIRED_TEXT + REQUIRED_NUMBER + [TS_COL] + OPTIONAL_TEXT + MAP_COLS
+    if not any(has(c) for c in known):
+        return ("not_cur", "")
+    missing = [c for c in REQUIRED_TEXT + [TS_COL] + REQUIRED_NUMBER if not has(c)]
+    wrong = []
+    for c in REQUIRED_TEXT + OPTIONAL_TEXT:
+        if has(c) and cols[c][1].upper() not in ("VARCHAR", '"NULL"'):
+            wrong.append(c)
+    if has(TS_COL) and not cols[TS_COL][1].upper().startswith("TIMESTAMP"):
+        wrong.append(TS_COL)
+    for c in REQUIRED_NUMBER:
+        if has(c) and not _is_number_type(cols[c][1]):
+            wrong.append(c)
+    for c in MAP_COLS:
+        if has(c) and not cols[c][1].upper().replace(" ", "").startswith("MAP(VARCHAR,VARCHAR)"):
+            wrong.append(c)
+    if missing or wrong:
+        return ("columns", {"missing": missing, "wrong": sorted(wrong)})
+    bad = {}
+    for c in REQUIRED_NUMBER:
+        q, t = _qi(cols[c][0]), cols[c][1].upper()
+        if t == "VARCHAR":
+            sql = ("SELECT 0, count(*) FILTER (WHERE trim({c}) <> '' AND TRY_CAST({c} AS DECIMAL(38,10)) IS NULL), "
+                   "count(*) FILTER (WHERE abs(TRY_CAST({c} AS DECIMAL(38,10))) > 922337203.6854775807) "
+                   "FROM read_parquet($p, hive_partitioning = false)").format(c=q)
+        elif t in ("DOUBLE", "FLOAT", "REAL"):
+            sql = ("SELECT count(*) FILTER (WHERE isnan({c}) OR isinf({c})), 0, "
+                   "count(*) FILTER (WHERE isfinite({c}) AND abs({c}) > 922337203.6854775807) "
+                   "FROM read_parquet($p, hive_partitioning = false)").format(c=q)
+        else:
+            sql = ("SELECT 0, 0, count(*) FILTER (WHERE abs(CAST({c} AS DECIMAL(38,10))) > 922337203.6854775807) "
+                   "FROM read_parquet($p, hive_partitioning = false)").format(c=q)
+        if c == AMOUNT_COL:
+            # usage amounts are not money: only finite and numeric matter
+            sql = sql.replace("count(*) FILTER (WHERE isfinite({c}) AND abs({c}) > 922337203.6854775807)".format(c=q), "0")
+            sql = sql.replace("count(*) FILTER (WHERE abs(TRY_CAST({c} AS DECIMAL(38,10))) > 922337203.6854775807)".format(c=q), "0")
+            sql = sql.replace("count(*) FILTER (WHERE abs(CAST({c} AS DECIMAL(38,10))) > 922337203.6854775807)".format(c=q), "0")
+        counts = con.execute(sql, {"p": path}).fetchone()
+        if any(counts):
+            bad[c] = {"non_finite": counts[0], "non_numeric": counts[1], "too_large": counts[2]}
+    ts = _ts_expr(_qi(cols[TS_COL][0]), cols[TS_COL][1])
+    undated, outside = con.execute(
+        "SELECT count(*) FILTER (WHERE u IS NULL), "
+        "count(*) FILTER (WHERE $period IS NOT NULL AND (u < CAST($period || '-01' AS TIMESTAMP) "
+        "OR u >= CAST($period || '-01' AS TIMESTAMP) + INTERVAL 1 MONTH)) "
+        "FROM (SELECT %s AS u FROM read_parquet($p, hive_partitioning = false))" % ts,
+        {"p": path, "period": period},
+    ).fetchone()
+    if bad or undated or outside:
+        return ("cells", {"amounts": bad, "undated": undated, "out_of_period": outside})
+    return None
+
+
+def load_files(con, files, refused=None):
+    """Loads `files` into `raw`; a period with any refused file is left out whole, and
+    `refused` (a list) receives {period, file, kind, detail} for each refused file."""
     con.execute(RAW_DDL)
+    refused = [] if refused is None else refused
+    plans = []
     for path in files:
         nrows = con.execute("SELECT num_rows FROM parquet_file_metadata($p)", {"p": path}).fetchone()[0]
         if not nrows:
@@ -191,6 +272,18 @@ def load_files(con, files):
         cols = {}
         for row in desc:
             cols.setdefault(row[0].lower(), (row[0], row[1]))
+        m = re.search(r"BILLING_PERIOD=([0-9]{4}-[0-9]{2})", path)
+        period = m.group(1) if m else None
+        fault = _check_file(con, path, cols, period)
+        if fault is not None:
+            i = path.find(DATA_MARKER)
+            refused.append({"period": period, "file": path[i:] if i >= 0 else path,
+                            "kind": fault[0], "detail": fault[1]})
+        plans.append((path, cols, period))
+    bad_periods = {r["period"] for r in refused}
+    for path, cols, period in plans:
+        if period in bad_periods:
+            continue
 
         def col(name):
             c = cols.get(name)
@@ -215,11 +308,11 @@ def load_files(con, files):
             c, t = col(name)
             exprs.append(_map_expr(c, t) if c else "NULL")
         exprs.append("CAST($period AS VARCHAR)")
-        m = re.search(r"BILLING_PERIOD=([0-9]{4}-[0-9]{2})", path)
         con.execute(
             "INSERT INTO raw SELECT %s FROM read_parquet($p, hive_partitioning = false)" % ", ".join(exprs),
-            {"p": path, "period": m.group(1) if m else None},
+            {"p": path, "period": period},
         )
+    return refused
 
 
 # --------------------------------------------------------------------------------------------
@@ -360,9 +453,14 @@ def build(roots):
     files = []
     for root in roots:
         files.extend(discover_files(root))
-    load_files(con, files)
+    REFUSED.clear()
+    load_files(con, files, REFUSED)
     con.execute(NORM_SQL)
     return con
+
+
+# The files the last build() refused ({period, file, kind, detail}); their periods hold no rows.
+REFUSED = []
 
 
 # --------------------------------------------------------------------------------------------
@@ -672,7 +770,7 @@ def run(roots, specs, repeat=0):
                 run_query(con, q)
                 runs.append(time.perf_counter() - t0)
             timings[q["id"]] = statistics.median(runs)
-    out = {"results": results}
+    out = {"results": results, "refused": list(REFUSED)}
     if repeat > 0:
         out["timings"] = {"load_s": load_s, "queries": timings}
     return out
@@ -906,11 +1004,6 @@ def _self_test_in(tmp):
              line_item_iam_principal="arn:aws-cn:sts::111122223333:federated-user/carol",
              line_item_usage_type="CNN1-Titan-output-tokens", line_item_usage_amount=1.0,
              pricing_unit="1K tokens", line_item_unblended_cost=1.0, line_item_currency_code="EUR"),
-        # 15: OTHER principal (short account), usage at the June boundary -> outside May
-        _row(line_item_iam_principal="arn:aws:sts::12345:assumed-role/X/y",
-             line_item_usage_type="USE1-Foo-cache-read-input-token-count", line_item_usage_amount=4.0,
-             pricing_unit="1K tokens", line_item_unblended_cost=0.004,
-             line_item_usage_start_date="2026-06-01 00:00:00"),
         # 16: OTHER principal (short account), in May
         _row(line_item_iam_principal="arn:aws:sts::12345:assumed-role/X/y",
              line_item_usage_type="USE1-Foo-cache-read-input-token-count", line_item_usage_amount=4.0,
@@ -922,6 +1015,26 @@ def _self_test_in(tmp):
     d = os.path.join(A, "data", "BILLING_PERIOD=2026-05")
     _write_parquet(w, os.path.join(d, "exp-00001.snappy.parquet"), may1, ts_type="TIMESTAMPTZ")
     _write_parquet(w, os.path.join(d, "exp-00002.snappy.parquet"), may2, ts_type="TIMESTAMP_NS")
+    # 15: OTHER principal (short account), usage at the June boundary -> outside May (in
+    # June's folder: a file may only hold line items of its own billing period)
+    june_a = [_row(line_item_iam_principal="arn:aws:sts::12345:assumed-role/X/y",
+                   line_item_usage_type="USE1-Foo-cache-read-input-token-count", line_item_usage_amount=4.0,
+                   pricing_unit="1K tokens", line_item_unblended_cost=0.004,
+                   line_item_usage_start_date="2026-06-01 00:00:00")]
+    _write_parquet(w, os.path.join(A, "data", "BILLING_PERIOD=2026-06", "exp-00001.snappy.parquet"), june_a,
+                   ts_type="TIMESTAMP_NS")
+    # Refused files: their whole period (2026-02, 2026-03 of root A) holds no rows.
+    bad = _row(line_item_iam_principal=S, line_item_usage_type="USE1-X-input-tokens",
+               line_item_usage_amount=1.0, pricing_unit="1K tokens", line_item_unblended_cost=7.0,
+               line_item_usage_start_date="2026-03-02 00:00:00")
+    d3 = os.path.join(A, "data", "BILLING_PERIOD=2026-03")
+    _write_parquet(w, os.path.join(d3, "exp-00001.snappy.parquet"), [bad])
+    _write_parquet(w, os.path.join(d3, "exp-00002.snappy.parquet"),
+                   [dict(bad, line_item_unblended_cost=float("nan")), dict(bad, line_item_blended_cost=float("inf")),
+                    dict(bad, line_item_usage_start_date="2026-04-01 00:00:00")])
+    d2 = os.path.join(A, "data", "BILLING_PERIOD=2026-02")
+    _write_parquet(w, os.path.join(d2, "exp-00001.snappy.parquet"),
+                   [dict(bad, line_item_usage_start_date="2026-02-02 00:00:00")], drop=("line_item_unblended_cost",))
     _write_parquet(w, os.path.join(d, "exp-00003.snappy.parquet"), leftover)
     os.makedirs(os.path.join(A, "metadata", "BILLING_PERIOD=2026-05"))
     with open(os.path.join(A, "metadata", "BILLING_PERIOD=2026-05", "exp-Manifest.json"), "w") as fh:
@@ -1004,6 +1117,10 @@ def _self_test_in(tmp):
     # ---------------- file discovery ----------------
     got = sorted(os.path.relpath(f, tmp) for f in discover_files(A) + discover_files(B))
     want = sorted([
+        "root A/data/BILLING_PERIOD=2026-02/exp-00001.snappy.parquet",
+        "root A/data/BILLING_PERIOD=2026-03/exp-00001.snappy.parquet",
+        "root A/data/BILLING_PERIOD=2026-03/exp-00002.snappy.parquet",
+        "root A/data/BILLING_PERIOD=2026-06/exp-00001.snappy.parquet",
         "root A/data/BILLING_PERIOD=2026-04/exp-00001.snappy.parquet",
         "root A/data/BILLING_PERIOD=2026-04/exp-00002.snappy.parquet",
         "root A/data/BILLING_PERIOD=2026-05/exp-00001.snappy.parquet",
@@ -1016,6 +1133,22 @@ def _self_test_in(tmp):
 
     # ---------------- row-level normalisation ----------------
     con = build([A, B])
+    refused = sorted((r["period"], r["file"], r["kind"], json.dumps(r["detail"], sort_keys=True))
+                     for r in REFUSED)
+    want_refused = [
+        ("2026-02", "data/BILLING_PERIOD=2026-02/exp-00001.snappy.parquet", "columns",
+         json.dumps({"missing": ["line_item_unblended_cost"], "wrong": []}, sort_keys=True)),
+        ("2026-03", "data/BILLING_PERIOD=2026-03/exp-00002.snappy.parquet", "cells",
+         json.dumps({"amounts": {"line_item_unblended_cost": {"non_finite": 1, "non_numeric": 0, "too_large": 0},
+                                 "line_item_blended_cost": {"non_finite": 1, "non_numeric": 0, "too_large": 0}},
+                     "undated": 0, "out_of_period": 1}, sort_keys=True)),
+    ]
+    if refused != want_refused:
+        raise AssertionError("refused files: got %r, want %r" % (refused, want_refused))
+    in_refused = con.execute(
+        "SELECT count(*) FROM raw WHERE period IN ('2026-02', '2026-03')").fetchone()[0]
+    if in_refused:
+        raise AssertionError("a refused period still holds %d rows" % in_refused)
     norm = con.execute(
         "SELECT strftime(usage_start, '%Y-%m-%d %H:%M:%S.%f'), currency, principal_arn, principal_role, "
         "principal_account, model, usage_category, region, tok_input, tok_output, tok_cache_read, "
