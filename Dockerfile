@@ -5,8 +5,14 @@
 # CA certificates, no shell, no package manager).
 #
 #   docker build -t bedrock-attribution:0.1.0 .
-#   docker run --rm -p 50051:50051 bedrock-attribution:0.1.0 --demo
+#   docker run --rm -p 50051:50051 bedrock-attribution:0.1.0 --demo --allow-unauthenticated
 #   docker run --rm --entrypoint bedrock-attribution bedrock-attribution:0.1.0 --help
+#
+# The image listens on 0.0.0.0 (a container's loopback is unreachable through -p), and
+# off loopback the server refuses to start without --auth-file: the demo, whose data is
+# generated and belongs to nobody, says --allow-unauthenticated explicitly. Real data
+# needs --auth-file (docs/access-control.md). server/tests/api/sources.rs runs the
+# binary with these demo arguments and the ENV below.
 #
 # The builder and the runtime are the same Debian release (12, bookworm), so the binaries
 # link against the glibc they run on. Needs BuildKit (the default builder since Docker

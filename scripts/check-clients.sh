@@ -2,7 +2,7 @@
 # The clients beyond Rust, against the real server: starts the demo server (the debug
 # binary, on 127.0.0.1, data in a temporary folder) once, then runs
 # server/tests/clients with pytest: grpcurl 1.8.6 through reflection (list, describe,
-# health, every RPC with a JSON body, invalid requests, the README's grpcurl transcript)
+# health, every RPC with a JSON body, invalid requests, the docs' grpcurl transcripts)
 # and a Python client generated from proto/ with grpcio-tools, whose answers to every RPC
 # must equal the Rust CLI's to the last decimal.
 #

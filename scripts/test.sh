@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every check, as CI runs it: formatting, lints with warnings denied, and all tests
+# Every check, as CI runs it: formatting, the docs' links, lints with warnings denied, and all tests
 # (unit, integration against the real server, and the DuckDB cross-check, which needs
 # the `duckdb` Python package; it is installed here when missing); then the deployment
 # files (scripts/check-k8s.sh) and the clients beyond Rust against the demo server
@@ -14,6 +14,8 @@ if ! python3 -c "import duckdb" 2>/dev/null; then
 fi
 
 cargo fmt --all --check
+# Every relative link of README.md and docs/*.md resolves (files and heading anchors).
+python3 scripts/check-links.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

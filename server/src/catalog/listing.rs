@@ -290,6 +290,112 @@ async fn list_period(
     })
 }
 
+/// Listing calls [`no_periods_message`] may make while looking for exports below a
+/// source, so that a source set on a whole bucket costs a bounded time.
+const SEARCH_LISTINGS: usize = 64;
+
+/// How deep below a source [`no_periods_message`] looks for export roots.
+const SEARCH_DEPTH: usize = 3;
+
+/// Why a source lists no billing periods, for the person who configured it: the folder
+/// does not exist; it is the parent of exports (naming them: "did you mean ...?"); it is
+/// an export's `data/` folder; or it holds files but no `data/BILLING_PERIOD=YYYY-MM/`.
+pub async fn no_periods_message(source: &Source) -> String {
+    const EXPECTED: &str = "expected folders data/BILLING_PERIOD=YYYY-MM/";
+    let url = source.url();
+    let store = source.store();
+    let Ok(top) = store.list_with_delimiter(Some(source.root())).await else {
+        return format!("no billing periods found: {EXPECTED}");
+    };
+    if top.objects.is_empty() && top.common_prefixes.is_empty() {
+        let empty_folder = url::Url::parse(url)
+            .ok()
+            .filter(|u| u.scheme() == "file")
+            .and_then(|u| u.to_file_path().ok())
+            .is_some_and(|path| path.is_dir());
+        return if empty_folder {
+            format!("no billing periods found: the source folder {url} is empty")
+        } else {
+            format!(
+                "no billing periods found: the source {url} does not exist (nothing is stored under it)"
+            )
+        };
+    }
+    let names = |prefixes: &[Path]| -> Vec<String> {
+        prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_owned))
+            .collect()
+    };
+    if names(&top.common_prefixes)
+        .iter()
+        .any(|n| n.starts_with(PERIOD_PREFIX))
+    {
+        let parent = url.rsplit_once('/').map_or(url, |(parent, _)| parent);
+        return format!(
+            "no billing periods found: {url} holds BILLING_PERIOD= folders, so it is an export's data/ folder; the source is the folder above it: did you mean {parent}?"
+        );
+    }
+    let exports = exports_below(source, top.common_prefixes).await;
+    match exports.first() {
+        Some(first) => format!(
+            "no billing periods found: {url} is not an export root (the folder holding data/ and metadata/) but holds {}: {}; did you mean {first}?",
+            if exports.len() == 1 {
+                "an export"
+            } else {
+                "exports"
+            },
+            exports.join(", ")
+        ),
+        None => format!("no billing periods found in {url}: {EXPECTED}"),
+    }
+}
+
+/// URLs of the export roots (folders whose `data/` holds `BILLING_PERIOD=` folders)
+/// among `prefixes` and below them, breadth first, within the search bounds.
+async fn exports_below(source: &Source, prefixes: Vec<Path>) -> Vec<String> {
+    let store = source.store();
+    let mut found = Vec::new();
+    let mut level = prefixes;
+    let mut listings = 0;
+    for _ in 0..SEARCH_DEPTH {
+        let mut next = Vec::new();
+        for prefix in level {
+            if listings >= SEARCH_LISTINGS {
+                return found;
+            }
+            listings += 1;
+            let Ok(children) = store.list_with_delimiter(Some(&prefix)).await else {
+                continue;
+            };
+            let data = children
+                .common_prefixes
+                .iter()
+                .find(|c| c.filename() == Some("data"));
+            if let Some(data) = data {
+                listings += 1;
+                let periods = store
+                    .list_with_delimiter(Some(data))
+                    .await
+                    .map(|l| l.common_prefixes)
+                    .unwrap_or_default();
+                if periods.iter().any(|p| {
+                    p.filename()
+                        .and_then(|f| f.strip_prefix(PERIOD_PREFIX))
+                        .and_then(BillingPeriod::parse)
+                        .is_some()
+                }) {
+                    found.push(source.object_url(&prefix));
+                    continue;
+                }
+            }
+            next.extend(children.common_prefixes);
+        }
+        level = next;
+    }
+    found
+}
+
 /// The objects with their ETags. S3 listings carry them, but some S3-compatible stores
 /// list only size and time; those objects are asked for one by one, because without the
 /// ETag a same-size rewrite within a second would go unseen.

@@ -392,7 +392,7 @@ impl Catalog {
             "snapshot built"
         );
         for p in &snapshot.problems {
-            tracing::warn!(source = %p.source, period = ?p.period, file = %p.file, impact = p.impact.name(), "{}", p.message);
+            tracing::warn!(source = %p.source, period = p.period.map(tracing::field::display), file = %p.file, impact = p.impact.name(), "{}", p.message);
         }
         drop(previous);
         // Counted before it is served, so that whoever sees it served sees it counted.
@@ -424,7 +424,7 @@ impl Catalog {
                 url,
                 None,
                 source.object_url(&source.child("data")),
-                "no billing periods found: expected folders data/BILLING_PERIOD=YYYY-MM/".into(),
+                listing::no_periods_message(source).await,
                 Impact::None,
             );
         }

@@ -25,6 +25,18 @@ impl fmt::Debug for Source {
     }
 }
 
+/// For a `file://` URL with a host part (`file://relative/path`, two slashes), which
+/// names the host `relative` and reads `/path`: a warning saying so, else `None`.
+fn ignored_host(url: &Url) -> Option<String> {
+    let host = url
+        .host_str()
+        .filter(|h| url.scheme() == "file" && !h.is_empty() && *h != "localhost")?;
+    Some(format!(
+        "the host part {host:?} of a file:// URL is ignored: this source reads {path}; write file:///absolute/path (three slashes)",
+        path = url.path()
+    ))
+}
+
 impl Source {
     /// Parses an export root URL (`file:///path`, `s3://bucket/prefix`,
     /// `gs://bucket/prefix`, `az://container/prefix`) and takes its bucket's store from
@@ -37,6 +49,9 @@ impl Source {
                 "source {raw:?} is not a URL ({e}); use {SCHEMES}, e.g. s3://bucket/prefix/export"
             ))
         })?;
+        if let Some(warning) = ignored_host(&url) {
+            tracing::warn!(source = raw, "{warning}");
+        }
         let root = Path::from_url_path(url.path())
             .map_err(|e| invalid(format!("source {raw:?} has an invalid path: {e}")))?;
         let (store, store_base) = stores.store_for(&url).map_err(|e| match e {
@@ -83,5 +98,30 @@ impl Source {
     /// The URL DataFusion reads an object at.
     pub fn object_url(&self, location: &Path) -> String {
         format!("{}{}", self.store_base, location)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_host_in_a_file_url_is_named() {
+        let warning = ignored_host(&url("file://exports/acme-cur2")).unwrap_or_default();
+        assert!(
+            warning.contains("\"exports\"") && warning.contains("reads /acme-cur2"),
+            "{warning}"
+        );
+        for fine in [
+            "file:///exports/acme-cur2",
+            "file://localhost/exports/acme-cur2",
+            "s3://exports/acme-cur2",
+        ] {
+            assert_eq!(ignored_host(&url(fine)), None, "{fine}");
+        }
     }
 }

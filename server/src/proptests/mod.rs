@@ -1,7 +1,7 @@
 //! Property tests of the parsers and validators that take caller or file input: the ARN
 //! parser, the usage-type rules and their memoised classifier, the manifest reader, page
 //! tokens, money conversions and request validation. Each property runs 256 generated
-//! cases by default; `PROPTEST_CASES=10000` runs more (README, Development).
+//! cases by default; `PROPTEST_CASES=10000` runs more (docs/development.md).
 
 mod arn;
 mod classify;

@@ -385,7 +385,13 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
             tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
         }
     };
-    health::follow(&catalog, reporter.clone(), ready_tx, shutdown_rx.clone());
+    health::follow(
+        &catalog,
+        reporter.clone(),
+        ready_tx,
+        shutdown_rx.clone(),
+        health::client_url(addr, tls.is_some()),
+    );
     let auth_reloader = auth_file
         .map(|file| file.spawn_reloader(auth_config.auth_reload_interval, shutdown_rx.clone()));
     // Also for the state file alone: a damaged one is read again until it is fixed.

@@ -253,7 +253,7 @@ async fn planted_tenfold_day_is_found_and_steady_heavy_user_is_not() {
     let spike = proto::AnomalyKind::Spike as i32;
     let new = proto::AnomalyKind::New as i32;
     // The weekly job spends on Mondays only: its median over fourteen zero-filled days
-    // is zero, so each Monday is a spike (see README, "Spend anomalies").
+    // is zero, so each Monday is a spike (see docs/anomalies.md).
     let mut want = vec![
         (ALICE, "2026-06-17".to_owned(), spike),
         (NEWJOB, "2026-06-20".to_owned(), new),

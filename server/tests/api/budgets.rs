@@ -760,7 +760,7 @@ pub(crate) fn daily_of(rows: &Value, currency: &str) -> BTreeMap<NaiveDate, Deci
         .collect()
 }
 
-/// The README's method applied to DuckDB's daily sums: spend to date; the days
+/// The method of docs/budgets.md applied to DuckDB's daily sums: spend to date; the days
 /// averaged (the seven before the last day with data, which is the day of the hour
 /// before `as_of` here, as the data runs to the end of July); their mean, and spend
 /// plus mean x remaining hours / 24, rounded half-even to ten places.

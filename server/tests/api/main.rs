@@ -28,6 +28,7 @@ mod s3;
 mod s3fixture;
 mod shapes_2026;
 mod shutdown;
+mod sources;
 mod tls;
 mod traces;
 mod watch;

@@ -30,6 +30,8 @@ pub struct ServerProcess {
     pub metrics: Option<SocketAddr>,
     /// Its stderr, line by line, after the listening lines.
     pub log: mpsc::Receiver<String>,
+    /// The lines before them (start-up warnings).
+    pub early: Vec<String>,
 }
 
 impl ServerProcess {
@@ -52,7 +54,7 @@ impl ServerProcess {
     }
 
     async fn serve_with_env(sources: &[String], extra: &[String], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bedrock-attribution-server"))
+        let child = Command::new(env!("CARGO_BIN_EXE_bedrock-attribution-server"))
             .args([
                 "--listen",
                 "127.0.0.1:0",
@@ -70,6 +72,17 @@ impl ServerProcess {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn the server: {e}"));
+        let wants_metrics = extra.iter().any(|a| a == "--metrics-listen");
+        Self::adopt_child(child, wants_metrics).await
+    }
+
+    /// Takes over a server started by the caller with its stderr piped: waits for its
+    /// listening line and for SERVING.
+    pub async fn adopt(child: Child) -> Self {
+        Self::adopt_child(child, false).await
+    }
+
+    async fn adopt_child(mut child: Child, wants_metrics: bool) -> Self {
         let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
         let (tx, log) = mpsc::channel();
         std::thread::spawn(move || {
@@ -82,8 +95,8 @@ impl ServerProcess {
                 let _ = tx.send(line);
             }
         });
-        let wants_metrics = extra.iter().any(|a| a == "--metrics-listen");
         let (mut addr, mut metrics) = (None, None);
+        let mut early = Vec::new();
         while addr.is_none() || (wants_metrics && metrics.is_none()) {
             let line = log
                 .recv_timeout(BOUND)
@@ -92,6 +105,8 @@ impl ServerProcess {
                 metrics = Some(a);
             } else if let Some(a) = listening(&line, "listening") {
                 addr = Some(a);
+            } else {
+                early.push(line);
             }
         }
         let addr = addr.unwrap_or_else(|| panic!("no address"));
@@ -100,6 +115,7 @@ impl ServerProcess {
             addr,
             metrics,
             log,
+            early,
         };
         server.serving().await;
         server
@@ -201,6 +217,12 @@ impl ServerProcess {
                 }
             }
         }
+    }
+
+    /// The log lines that arrive within `within` (the process keeps running).
+    pub async fn log_for(&self, within: Duration) -> Vec<String> {
+        tokio::time::sleep(within).await;
+        self.log.try_iter().collect()
     }
 
     /// The next log line containing `text`, waiting at most `within` without blocking

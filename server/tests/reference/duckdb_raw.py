@@ -191,7 +191,7 @@ GROUP BY ALL
 """
 
 
-# The efficiency view's cache saving (README "Efficiency"): prices per usage month, model,
+# The efficiency view's cache saving (docs/efficiency.md): prices per usage month, model,
 # region, usage category, routing and currency over EVERY Bedrock Usage line item of kind
 # input or cache read in the files (not only the range), per million tokens in units of
 # 1e-10 rounded half away from zero; a range's cache-read tokens times the difference, in
