@@ -44,9 +44,27 @@ pub struct BudgetsConfig {
 
     /// JSON file keeping the budgets created with CreateBudget (written atomically).
     /// Defaults to budgets.json in the cache directory; without either, CreateBudget is
-    /// refused.
+    /// refused. Processes may share it: each write takes a lock on PATH.lock and
+    /// re-reads the file first, and each reload picks up the others' budgets.
     #[arg(long, env = "BEDROCK_ATTRIBUTION_BUDGETS_STATE", value_name = "PATH")]
     pub budgets_state: Option<PathBuf>,
+
+    /// Keep no budgets created through the API: CreateBudget and DeleteBudget are
+    /// refused and budgets come from --budgets-file only. For replicas that share no
+    /// volume, where a budget created through one would be unknown to the others and
+    /// lost with its pod.
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_NO_API_BUDGETS",
+        conflicts_with = "budgets_state"
+    )]
+    pub no_api_budgets: bool,
+
+    /// Most budgets one caller of the callers file may create through the API, so that
+    /// one caller cannot take the server-wide 1000; admins are not counted against it
+    /// (only the server-wide limit bounds them).
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_MAX_BUDGETS_PER_CALLER", default_value_t = crate::budgets::DEFAULT_BUDGETS_PER_CALLER, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub max_budgets_per_caller: u16,
 
     /// How often the budgets file is checked for changes.
     #[arg(long, env = "BEDROCK_ATTRIBUTION_BUDGETS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
@@ -55,12 +73,20 @@ pub struct BudgetsConfig {
 
 impl BudgetsConfig {
     /// The state file in effect: `--budgets-state`, else `budgets.json` in the cache
-    /// directory of `data`, else none.
-    pub fn state_path(&self, data: &DataConfig) -> Option<PathBuf> {
-        self.budgets_state.clone().or_else(|| {
-            data.layer_cache_dir()
-                .map(|dir| dir.join(crate::budgets::store::STATE_FILE_NAME))
-        })
+    /// directory of `data`, else none (or off, with `--no-api-budgets`).
+    pub fn state_file(&self, data: &DataConfig) -> crate::budgets::store::StateFile {
+        use crate::budgets::store::{STATE_FILE_NAME, StateFile};
+        if self.no_api_budgets {
+            return StateFile::Off;
+        }
+        match self
+            .budgets_state
+            .clone()
+            .or_else(|| data.layer_cache_dir().map(|dir| dir.join(STATE_FILE_NAME)))
+        {
+            Some(path) => StateFile::Path(path),
+            None => StateFile::Nowhere,
+        }
     }
 }
 
