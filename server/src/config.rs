@@ -629,6 +629,23 @@ mod tests {
         assert_eq!(c.auth.auth_file, None, "open by default (on loopback)");
         assert!(!c.auth.allow_unauthenticated);
         assert_eq!(c.auth.auth_reload_interval, Duration::from_secs(5));
+        assert_eq!(c.budgets.max_budgets_per_caller, 100);
+        assert!(!c.budgets.no_api_budgets);
+        let budgets = |extra: &[&str]| {
+            Config::try_parse_from(["x", "--source", "file:///a"].iter().chain(extra))
+                .map(|c| c.budgets)
+        };
+        let off = budgets(&["--no-api-budgets"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            off.state_file(&c.data),
+            crate::budgets::store::StateFile::Off
+        );
+        assert!(
+            budgets(&["--no-api-budgets", "--budgets-state", "/s.json"]).is_err(),
+            "a state file and none at once"
+        );
+        assert!(budgets(&["--max-budgets-per-caller", "0"]).is_err());
+        assert!(budgets(&["--max-budgets-per-caller", "1001"]).is_err());
         let d = StoreConfig::default();
         let s = &c.data.store;
         assert_eq!(
