@@ -603,6 +603,66 @@ mod tests {
         assert!(parse_bytes("4 parsecs").is_err());
     }
 
+    /// The Kubernetes settings give every replica one page-token key, from a Secret the
+    /// Deployment mounts where the setting points, and keep no API budgets, which pods
+    /// without a shared volume would each keep apart and lose with the pod.
+    #[test]
+    fn the_kubernetes_replicas_share_page_keys_and_keep_no_api_budgets() {
+        let settings = include_str!("../../k8s/base/settings.env");
+        let deployment = include_str!("../../k8s/base/deployment.yaml");
+        let env: Vec<(&str, &str)> = settings
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .collect();
+        let args: Vec<String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("BEDROCK_ATTRIBUTION_"))
+            .map(|(k, v)| {
+                let flag = k["BEDROCK_ATTRIBUTION_".len()..]
+                    .to_lowercase()
+                    .replace('_', "-");
+                // Switches are set by `true` in the environment, bare on the command line.
+                if *v == "true" {
+                    format!("--{flag}")
+                } else {
+                    format!("--{flag}={v}")
+                }
+            })
+            .collect();
+        let key = env
+            .iter()
+            .find(|(k, _)| *k == "BEDROCK_ATTRIBUTION_PAGE_TOKEN_KEY_FILE")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| panic!("no page-token key file in settings.env"));
+        let dir = key
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        assert!(
+            deployment.contains(&format!("mountPath: {dir}\n"))
+                && deployment.contains("secretName: bedrock-attribution-page-token"),
+            "the key's folder {dir} is the mount of the page-token Secret"
+        );
+        assert!(
+            env.contains(&("BEDROCK_ATTRIBUTION_NO_API_BUDGETS", "true")),
+            "API budgets are off"
+        );
+        // The flags that the names stand for, as the server reads them.
+        let mut argv = vec!["x".to_owned()];
+        argv.extend(args.into_iter().filter(|a| {
+            ["--page-token-key-file", "--budgets-", "--no-api-budgets"]
+                .iter()
+                .any(|p| a.starts_with(p))
+        }));
+        let c = Config::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        assert_eq!(c.limits.page_token_key_file, Some(key));
+        assert_eq!(
+            c.budgets.state_file(&c.data),
+            crate::budgets::store::StateFile::Off
+        );
+    }
+
     #[test]
     fn flags_parse() {
         let c = Config::try_parse_from([
