@@ -44,9 +44,27 @@ pub struct BudgetsConfig {
 
     /// JSON file keeping the budgets created with CreateBudget (written atomically).
     /// Defaults to budgets.json in the cache directory; without either, CreateBudget is
-    /// refused.
+    /// refused. Processes may share it: each write takes a lock on PATH.lock and
+    /// re-reads the file first, and each reload picks up the others' budgets.
     #[arg(long, env = "BEDROCK_ATTRIBUTION_BUDGETS_STATE", value_name = "PATH")]
     pub budgets_state: Option<PathBuf>,
+
+    /// Keep no budgets created through the API: CreateBudget and DeleteBudget are
+    /// refused and budgets come from --budgets-file only. For replicas that share no
+    /// volume, where a budget created through one would be unknown to the others and
+    /// lost with its pod.
+    #[arg(
+        long,
+        env = "BEDROCK_ATTRIBUTION_NO_API_BUDGETS",
+        conflicts_with = "budgets_state"
+    )]
+    pub no_api_budgets: bool,
+
+    /// Most budgets one caller of the callers file may create through the API, so that
+    /// one caller cannot take the server-wide 1000; admins are not counted against it
+    /// (only the server-wide limit bounds them).
+    #[arg(long, env = "BEDROCK_ATTRIBUTION_MAX_BUDGETS_PER_CALLER", default_value_t = crate::budgets::DEFAULT_BUDGETS_PER_CALLER, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub max_budgets_per_caller: u16,
 
     /// How often the budgets file is checked for changes.
     #[arg(long, env = "BEDROCK_ATTRIBUTION_BUDGETS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
@@ -55,12 +73,20 @@ pub struct BudgetsConfig {
 
 impl BudgetsConfig {
     /// The state file in effect: `--budgets-state`, else `budgets.json` in the cache
-    /// directory of `data`, else none.
-    pub fn state_path(&self, data: &DataConfig) -> Option<PathBuf> {
-        self.budgets_state.clone().or_else(|| {
-            data.layer_cache_dir()
-                .map(|dir| dir.join(crate::budgets::store::STATE_FILE_NAME))
-        })
+    /// directory of `data`, else none (or off, with `--no-api-budgets`).
+    pub fn state_file(&self, data: &DataConfig) -> crate::budgets::store::StateFile {
+        use crate::budgets::store::{STATE_FILE_NAME, StateFile};
+        if self.no_api_budgets {
+            return StateFile::Off;
+        }
+        match self
+            .budgets_state
+            .clone()
+            .or_else(|| data.layer_cache_dir().map(|dir| dir.join(STATE_FILE_NAME)))
+        {
+            Some(path) => StateFile::Path(path),
+            None => StateFile::Nowhere,
+        }
     }
 }
 
@@ -577,6 +603,66 @@ mod tests {
         assert!(parse_bytes("4 parsecs").is_err());
     }
 
+    /// The Kubernetes settings give every replica one page-token key, from a Secret the
+    /// Deployment mounts where the setting points, and keep no API budgets, which pods
+    /// without a shared volume would each keep apart and lose with the pod.
+    #[test]
+    fn the_kubernetes_replicas_share_page_keys_and_keep_no_api_budgets() {
+        let settings = include_str!("../../k8s/base/settings.env");
+        let deployment = include_str!("../../k8s/base/deployment.yaml");
+        let env: Vec<(&str, &str)> = settings
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .collect();
+        let args: Vec<String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("BEDROCK_ATTRIBUTION_"))
+            .map(|(k, v)| {
+                let flag = k["BEDROCK_ATTRIBUTION_".len()..]
+                    .to_lowercase()
+                    .replace('_', "-");
+                // Switches are set by `true` in the environment, bare on the command line.
+                if *v == "true" {
+                    format!("--{flag}")
+                } else {
+                    format!("--{flag}={v}")
+                }
+            })
+            .collect();
+        let key = env
+            .iter()
+            .find(|(k, _)| *k == "BEDROCK_ATTRIBUTION_PAGE_TOKEN_KEY_FILE")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| panic!("no page-token key file in settings.env"));
+        let dir = key
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        assert!(
+            deployment.contains(&format!("mountPath: {dir}\n"))
+                && deployment.contains("secretName: bedrock-attribution-page-token"),
+            "the key's folder {dir} is the mount of the page-token Secret"
+        );
+        assert!(
+            env.contains(&("BEDROCK_ATTRIBUTION_NO_API_BUDGETS", "true")),
+            "API budgets are off"
+        );
+        // The flags that the names stand for, as the server reads them.
+        let mut argv = vec!["x".to_owned()];
+        argv.extend(args.into_iter().filter(|a| {
+            ["--page-token-key-file", "--budgets-", "--no-api-budgets"]
+                .iter()
+                .any(|p| a.starts_with(p))
+        }));
+        let c = Config::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        assert_eq!(c.limits.page_token_key_file, Some(key));
+        assert_eq!(
+            c.budgets.state_file(&c.data),
+            crate::budgets::store::StateFile::Off
+        );
+    }
+
     #[test]
     fn flags_parse() {
         let c = Config::try_parse_from([
@@ -603,6 +689,23 @@ mod tests {
         assert_eq!(c.auth.auth_file, None, "open by default (on loopback)");
         assert!(!c.auth.allow_unauthenticated);
         assert_eq!(c.auth.auth_reload_interval, Duration::from_secs(5));
+        assert_eq!(c.budgets.max_budgets_per_caller, 100);
+        assert!(!c.budgets.no_api_budgets);
+        let budgets = |extra: &[&str]| {
+            Config::try_parse_from(["x", "--source", "file:///a"].iter().chain(extra))
+                .map(|c| c.budgets)
+        };
+        let off = budgets(&["--no-api-budgets"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            off.state_file(&c.data),
+            crate::budgets::store::StateFile::Off
+        );
+        assert!(
+            budgets(&["--no-api-budgets", "--budgets-state", "/s.json"]).is_err(),
+            "a state file and none at once"
+        );
+        assert!(budgets(&["--max-budgets-per-caller", "0"]).is_err());
+        assert!(budgets(&["--max-budgets-per-caller", "1001"]).is_err());
         let d = StoreConfig::default();
         let s = &c.data.store;
         assert_eq!(

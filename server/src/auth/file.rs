@@ -253,6 +253,9 @@ fn scope(s: ScopeEntry) -> Result<Scope, String> {
 pub struct AuthFile {
     path: PathBuf,
     state: RwLock<Loaded>,
+    /// Counts the reloads that took effect, so that open streams check their caller's
+    /// rights as soon as they change, not at their next event.
+    changes: watch::Sender<u64>,
 }
 
 #[derive(Debug)]
@@ -285,6 +288,7 @@ impl AuthFile {
                 callers: Arc::new(callers),
                 digest,
             }),
+            changes: watch::Sender::new(0),
         }))
     }
 
@@ -318,7 +322,14 @@ impl AuthFile {
             Err(poisoned) => *poisoned.into_inner() = loaded,
         }
         tracing::info!(path = %self.path.display(), callers = n, "auth file reloaded");
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
         Ok(true)
+    }
+
+    /// Follows the reloads: the value changes after each one that put new callers in
+    /// force.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Re-reads the file every `every` until `shutdown` turns true. A Kubernetes Secret
@@ -471,6 +482,7 @@ callers:
             "callers: [{{name: a, token_sha256: \"{HASH_A}\"}}]"
         ));
         let file = AuthFile::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let reloads = file.subscribe();
         assert_eq!(file.reload(), Ok(false), "unchanged");
         write("callers: [{name: a, token_sha256: nope}]");
         assert!(file.reload().is_err());
@@ -483,7 +495,12 @@ callers:
             "callers: [{{name: b, token_sha256: \"{}\"}}]",
             "cd".repeat(32)
         ));
+        assert!(
+            !reloads.has_changed().unwrap_or(true),
+            "no change took effect yet"
+        );
         assert_eq!(file.reload(), Ok(true));
+        assert!(reloads.has_changed().unwrap_or(false), "streams are told");
         assert!(
             file.callers()
                 .by_token_digest(&token_digest(b"test"))

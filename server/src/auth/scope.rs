@@ -34,6 +34,26 @@ impl Scope {
             || (!arn.is_empty() && self.principal_prefixes.iter().any(|p| arn.starts_with(p)))
     }
 
+    /// Whether a budget of the role `role_arn` (`arn:PARTITION:iam::ACCOUNT:role/NAME`,
+    /// counting the role and every session of it) stays inside the principal part: the
+    /// rule of an exact caller, applied to what the role stands for. Inside when the role
+    /// ARN starts with one of the prefixes, or when every session of it does (the
+    /// sessions' common start `arn:PARTITION:sts::ACCOUNT:assumed-role/NAME/` starts
+    /// with one).
+    pub fn allows_role(&self, role_arn: &str) -> bool {
+        if self.principal_prefixes.is_empty() {
+            return true;
+        }
+        let role = crate::rules::arn::Principal::parse(Some(role_arn));
+        let sessions = format!(
+            "arn:{}:sts::{}:assumed-role/{}/",
+            role.partition,
+            role.account(),
+            role.name
+        );
+        self.allows_principal(role_arn) || self.allows_principal(&sessions)
+    }
+
     /// Whether a line item whose value for a tag key is `value(key)` passes the tag part.
     pub fn allows_tags<'a>(&self, value: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.tags
@@ -157,6 +177,35 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn a_role_is_inside_when_it_or_all_its_sessions_are() {
+        let s = scope();
+        assert!(s.allows_role("arn:aws:iam::111111111111:role/ds-etl"));
+        assert!(
+            !s.allows_role("arn:aws:iam::111111111111:role/web"),
+            "neither the role nor its sessions start with the prefix"
+        );
+        assert!(
+            !s.allows_role("arn:aws:iam::222222222222:role/ds-etl"),
+            "another account's sessions are outside"
+        );
+        let one_session = Scope {
+            principal_prefixes: ["arn:aws:sts::111111111111:assumed-role/ds-etl/alice".into()]
+                .into(),
+            ..Default::default()
+        };
+        assert!(
+            !one_session.allows_role("arn:aws:iam::111111111111:role/ds-etl"),
+            "only some sessions are inside"
+        );
+        let roles = Scope {
+            principal_prefixes: ["arn:aws:iam::111111111111:role/ds-".into()].into(),
+            ..Default::default()
+        };
+        assert!(roles.allows_role("arn:aws:iam::111111111111:role/ds-etl"));
+        assert!(Scope::default().allows_role("arn:aws:iam::222222222222:role/x"));
     }
 
     #[test]

@@ -30,6 +30,10 @@ use crate::{
 /// Most budgets a server holds, from the file and the API together: each is a query
 /// in every `BudgetStatus`, so the number is bounded like any other request size.
 pub const MAX_BUDGETS: usize = 1000;
+/// Most budgets one caller of the callers file may create through the API unless
+/// `--max-budgets-per-caller` says otherwise: a tenth of [`MAX_BUDGETS`], so that one
+/// caller (a script in a loop) cannot take every budget of the server.
+pub const DEFAULT_BUDGETS_PER_CALLER: u16 = 100;
 /// Longest budget name, in characters.
 pub const MAX_NAME_CHARS: usize = 128;
 /// Decimal places a threshold may have (`0.875`, `0.9999`).

@@ -4,6 +4,14 @@
 //! flushed to disk, then renamed over the old one, so a crash leaves the old or the
 //! new list, never half of one).
 //!
+//! Several processes may share one state file (two servers on one host, or pods on one
+//! shared volume): every creation and deletion takes an exclusive lock on the sidecar
+//! file `<state>.lock`, reads the state file as it is now, applies its change to that
+//! list and writes it back before the lock is released, so no process writes over
+//! another's acknowledged budgets. Each process also re-reads the state file (under a
+//! shared lock) on every reload of the budgets file, so it sees the others' budgets
+//! within `--budgets-reload-interval`, and at once after its own next write.
+//!
 //! A budgets file that cannot be read or validated keeps the definitions in force (none
 //! at the first start) and is reported in `DataStatus`; a damaged state file is
 //! reported too, and kept as it is: creating or deleting budgets is refused until it is
@@ -234,8 +242,23 @@ struct Inner {
     file_digest: Option<[u8; 32]>,
     file_problem: Option<BudgetProblem>,
     stored: Vec<Arc<Budget>>,
+    /// SHA-256 of the state file as last read or written (`Some(None)`: it did not
+    /// exist), so that an unchanged file is not parsed again; `None` before the first
+    /// read.
+    state_digest: Option<Option<[u8; 32]>>,
     /// Set while the state file is unusable: writes are refused.
     state_problem: Option<BudgetProblem>,
+}
+
+/// Where the budgets created through the API are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateFile {
+    /// In this file (`--budgets-state`, or `budgets.json` in the cache directory).
+    Path(PathBuf),
+    /// Nowhere: no `--budgets-state` and no cache directory.
+    Nowhere,
+    /// Nowhere, on purpose (`--no-api-budgets`): replicas without a shared volume.
+    Off,
 }
 
 /// Every budget in force, and their persistence.
@@ -243,6 +266,8 @@ struct Inner {
 pub struct BudgetStore {
     file: Option<PathBuf>,
     state: Option<PathBuf>,
+    /// Whether API budgets were turned off rather than left without a file.
+    api_off: bool,
     inner: RwLock<Inner>,
     /// Serialises creations and deletions, each a read-modify-write of the state file.
     writes: tokio::sync::Mutex<()>,
@@ -306,18 +331,27 @@ impl BudgetStore {
     /// nowhere to keep them). Never fails: unusable files are problems, reported by
     /// [`Self::problems`], and the server serves without them. Temporary files left
     /// by a write that a crash interrupted are removed.
-    pub fn open(file: Option<PathBuf>, state: Option<PathBuf>) -> Arc<Self> {
+    pub fn open(file: Option<PathBuf>, state: StateFile) -> Arc<Self> {
         let store = Arc::new(Self {
             file,
-            state,
+            api_off: state == StateFile::Off,
+            state: match state {
+                StateFile::Path(path) => Some(path),
+                StateFile::Nowhere | StateFile::Off => None,
+            },
             inner: RwLock::new(Inner::default()),
             writes: tokio::sync::Mutex::new(()),
             changes: watch::Sender::new(0),
         });
-        if let Some(state) = &store.state {
+        // Under the exclusive lock, so that no write of another process sharing the
+        // file is in progress; without the folder there is nothing to remove.
+        if let Some(state) = &store.state
+            && let Ok(file) = StateLock::open(state)
+            && file.lock().is_ok()
+        {
+            let _lock = StateLock(file);
             remove_leftovers(state);
         }
-        store.load_state();
         store.reload();
         store
     }
@@ -336,49 +370,76 @@ impl BudgetStore {
         }
     }
 
-    /// Reads the state file (absent = no budgets yet).
-    fn load_state(&self) {
+    /// Re-reads the state file (absent = no budgets yet) when its content changed since
+    /// this process last read or wrote it, under a shared lock so that no write of
+    /// another process is half seen and no older list replaces a newer one.
+    fn sync_state(&self) {
         let Some(path) = &self.state else {
             return;
         };
-        let loaded = match std::fs::read(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(format!("cannot read it: {e}")),
-            Ok(bytes) => String::from_utf8(bytes)
-                .map_err(|_| "is not UTF-8 text".to_owned())
-                .and_then(|text| parse(&text, Origin::Api)),
-        };
-        let now = Utc::now();
-        self.write_inner(|inner| match loaded {
-            Ok(budgets) => {
+        // Without the folder there is no file yet, and nothing to lock.
+        let lock = StateLock::shared(path).ok();
+        let read = read_state(path);
+        if let Ok((_, seen)) = &read
+            && self.read_inner(|i| i.state_digest == Some(*seen) && i.state_problem.is_none())
+        {
+            return;
+        }
+        let parsed = read.and_then(|(text, seen)| match text {
+            None => Ok((Vec::new(), seen)),
+            Some(text) => parse(&text, Origin::Api).map(|b| (b, seen)),
+        });
+        match parsed {
+            Ok((budgets, seen)) => {
                 tracing::info!(path = %path.display(), budgets = budgets.len(), "budgets state loaded");
-                inner.stored = budgets.into_iter().map(Arc::new).collect();
-                inner.state_problem = None;
-                self.changed();
+                self.adopt(budgets.into_iter().map(Arc::new).collect(), seen);
             }
-            Err(message) => {
-                tracing::warn!(path = %path.display(), "budgets state file unusable, kept as it is; creating and deleting budgets is refused until it is fixed: {message}");
-                let since = inner.state_problem.as_ref().map_or(now, |p| p.since);
-                inner.state_problem = Some(BudgetProblem {
-                    source: "--budgets-state",
-                    file: path.display().to_string(),
-                    at: now,
-                    since,
-                    message: format!(
-                        "budgets state file unusable (kept as it is; CreateBudget and DeleteBudget refused until it is fixed or removed): {message}"
-                    ),
-                    impact: "none",
-                });
-            }
+            Err(message) => self.state_unusable(path, message),
+        }
+        drop(lock);
+    }
+
+    /// Takes `stored`, as the state file holds it now (its digest `seen`), as the API
+    /// budgets in force; watchers wake when that changed them.
+    fn adopt(&self, stored: Vec<Arc<Budget>>, seen: Option<[u8; 32]>) {
+        let changed = self.write_inner(|inner| {
+            inner.state_digest = Some(seen);
+            inner.state_problem = None;
+            let changed = inner.stored != stored;
+            inner.stored = stored;
+            changed
+        });
+        if changed {
+            self.changed();
+        }
+    }
+
+    /// Records that the state file cannot be used: it is kept as it is, and writes are
+    /// refused until it is fixed.
+    fn state_unusable(&self, path: &Path, message: String) {
+        tracing::warn!(path = %path.display(), "budgets state file unusable, kept as it is; creating and deleting budgets is refused until it is fixed: {message}");
+        let now = Utc::now();
+        self.write_inner(|inner| {
+            let since = inner.state_problem.as_ref().map_or(now, |p| p.since);
+            inner.state_digest = None;
+            inner.state_problem = Some(BudgetProblem {
+                source: "--budgets-state",
+                file: path.display().to_string(),
+                at: now,
+                since,
+                message: format!(
+                    "budgets state file unusable (kept as it is; CreateBudget and DeleteBudget refused until it is fixed or removed): {message}"
+                ),
+                impact: "none",
+            });
         });
     }
 
-    /// Re-reads the budgets file when its content changed (and the state file while it
-    /// is unusable). `true` when new definitions took effect.
+    /// Re-reads the state file and the budgets file when their content changed (the
+    /// state file may have been written by another process sharing it). `true` when
+    /// new definitions of the budgets file took effect.
     pub fn reload(&self) -> bool {
-        if self.read_inner(|i| i.state_problem.is_some()) {
-            self.load_state();
-        }
+        self.sync_state();
         let Some(path) = &self.file else {
             return false;
         };
@@ -473,53 +534,82 @@ impl BudgetStore {
     }
 
     /// Stores a new budget owned by `owner`, with a new id; persisted before it is
-    /// returned.
+    /// returned. `quota` is the most budgets `owner` may hold (`None`: only the
+    /// server-wide [`MAX_BUDGETS`] bounds it); both are counted on the state file as it
+    /// is when the budget is written, other processes' budgets included.
     pub async fn create(
         &self,
         definition: Definition,
         owner: Option<String>,
+        quota: Option<usize>,
     ) -> Result<Arc<Budget>, Error> {
         let path = self.writable()?;
         let _write = self.writes.lock().await;
-        let (configured, stored) = self.read_inner(|i| (i.configured.clone(), i.stored.clone()));
-        if configured.len() + stored.len() >= MAX_BUDGETS {
-            return Err(Error::TooLarge {
-                reason: format!(
-                    "the server already holds {MAX_BUDGETS} budgets, the most it keeps; delete some first"
-                ),
-            });
-        }
-        let taken = |id: &str| configured.iter().chain(&stored).any(|b| b.id == id);
-        let mut id = new_id();
-        while taken(&id) {
-            id = new_id();
-        }
-        let budget = Arc::new(Budget {
-            id,
-            name: definition.name,
-            scope: definition.scope,
-            currency: definition.currency,
-            amount: definition.amount,
-            thresholds: definition.thresholds,
-            owner,
-            origin: Origin::Api,
-            created_at: Some(Utc::now()),
-        });
-        let mut next = stored;
-        next.push(budget.clone());
-        persist(path, &next).await?;
-        self.write_inner(|i| i.stored = next);
-        self.changed();
-        tracing::info!(id = %budget.id, owner = ?budget.owner, "budget created");
-        Ok(budget)
+        let configured: Vec<String> =
+            self.read_inner(|i| i.configured.iter().map(|b| b.id.clone()).collect());
+        let created = self
+            .change(path, move |stored| {
+                if configured.len() + stored.len() >= MAX_BUDGETS {
+                    return Err(Error::TooLarge {
+                        reason: format!(
+                            "the server already holds {MAX_BUDGETS} budgets, the most it keeps; delete some first"
+                        ),
+                    });
+                }
+                if let (Some(limit), Some(owner)) = (quota, &owner) {
+                    let held = stored
+                        .iter()
+                        .filter(|b| b.owner.as_ref() == Some(owner))
+                        .count();
+                    if held >= limit {
+                        return Err(Error::TooLarge {
+                            reason: format!(
+                                "caller {owner} already holds {held} budgets, the most one caller may ({limit}, --max-budgets-per-caller); delete some first"
+                            ),
+                        });
+                    }
+                }
+                let taken = |id: &str| {
+                    configured.iter().any(|c| c == id) || stored.iter().any(|b| b.id == id)
+                };
+                let mut id = new_id();
+                while taken(&id) {
+                    id = new_id();
+                }
+                let budget = Arc::new(Budget {
+                    id,
+                    name: definition.name,
+                    scope: definition.scope,
+                    currency: definition.currency,
+                    amount: definition.amount,
+                    thresholds: definition.thresholds,
+                    owner,
+                    origin: Origin::Api,
+                    created_at: Some(Utc::now()),
+                });
+                stored.push(budget.clone());
+                Ok(budget)
+            })
+            .await?;
+        tracing::info!(id = %created.id, owner = ?created.owner, "budget created");
+        Ok(created)
     }
 
     /// Deletes the API budget `id` if `visible` to the caller; a budget of the file is
-    /// FAILED_PRECONDITION, an unknown or invisible one NOT_FOUND.
-    pub async fn delete(&self, id: &str, visible: impl Fn(&Budget) -> bool) -> Result<(), Error> {
-        let not_found = || Error::NotFound {
-            what: format!("budget {id:?}"),
-            hint: "ListBudgets lists the budgets you may see".into(),
+    /// FAILED_PRECONDITION, an unknown or invisible one NOT_FOUND. The budget is looked
+    /// up in the state file as it is now, so one created by another process sharing
+    /// it can be deleted too.
+    pub async fn delete(
+        &self,
+        id: &str,
+        visible: impl Fn(&Budget) -> bool + Send + 'static,
+    ) -> Result<(), Error> {
+        let not_found = {
+            let id = id.to_owned();
+            move || Error::NotFound {
+                what: format!("budget {id:?}"),
+                hint: "ListBudgets lists the budgets you may see".into(),
+            }
         };
         if let Some(b) = self.read_inner(|i| i.configured.iter().find(|b| b.id == id).cloned()) {
             if !visible(&b) {
@@ -533,30 +623,63 @@ impl BudgetStore {
         }
         let path = self.writable()?;
         let _write = self.writes.lock().await;
-        let stored = self.read_inner(|i| i.stored.clone());
-        let Some(at) = stored.iter().position(|b| b.id == id && visible(b)) else {
-            return Err(not_found());
-        };
-        let mut next = stored;
-        next.remove(at);
-        persist(path, &next).await?;
-        self.write_inner(|i| i.stored = next);
-        self.changed();
+        let wanted = id.to_owned();
+        self.change(path, move |stored| {
+            let Some(at) = stored.iter().position(|b| b.id == wanted && visible(b)) else {
+                return Err(not_found());
+            };
+            stored.remove(at);
+            Ok(())
+        })
+        .await?;
         tracing::info!(id, "budget deleted");
         Ok(())
     }
 
+    /// Applies `change` to the API budgets as the state file holds them now, under the
+    /// exclusive lock, and writes the result before the lock is released; the list in
+    /// force becomes what the file then holds (also when `change` refuses, so that a
+    /// refusal is never judged on a stale list twice). Runs off the serving threads.
+    async fn change<T: Send + 'static>(
+        &self,
+        path: &Path,
+        change: impl FnOnce(&mut Vec<Arc<Budget>>) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let path = path.to_owned();
+        let done = tokio::task::spawn_blocking(move || locked_change(&path, change))
+            .await
+            .map_err(|e| Error::Persist {
+                reason: e.to_string(),
+            })?;
+        match done {
+            Locked::Done { stored, seen, out } => {
+                self.adopt(stored, seen);
+                out
+            }
+            Locked::Unusable(message) => {
+                if let Some(path) = &self.state {
+                    self.state_unusable(path, message);
+                }
+                Err(damaged())
+            }
+            Locked::Failed(e) => Err(e),
+        }
+    }
+
     /// The state file, when budgets can be written to it.
     fn writable(&self) -> Result<&Path, Error> {
+        if self.api_off {
+            return Err(Error::Precondition {
+                reason: "this server keeps no budgets created through the API (--no-api-budgets: its replicas share no state file, so a budget written by one would be unknown to the others and lost with its pod); budgets come from the budgets file (--budgets-file): ask an admin to add it there".into(),
+            });
+        }
         let Some(path) = &self.state else {
             return Err(Error::Precondition {
                 reason: "this server has nowhere to keep budgets created through the API: start it with --budgets-state PATH, or with a --cache-dir (not --no-cache)".into(),
             });
         };
         if self.read_inner(|i| i.state_problem.is_some()) {
-            return Err(Error::Precondition {
-                reason: "the server's budgets state file is damaged (DataStatus lists the problem); an admin must fix or remove it before budgets can be created or deleted".into(),
-            });
+            return Err(damaged());
         }
         Ok(path)
     }
@@ -582,13 +705,149 @@ impl BudgetStore {
     }
 }
 
+/// The refusal of writes while the state file is unusable.
+fn damaged() -> Error {
+    Error::Precondition {
+        reason: "the server's budgets state file is damaged (DataStatus lists the problem); an admin must fix or remove it before budgets can be created or deleted".into(),
+    }
+}
+
+/// The sidecar lock file of a state file: `budgets.json.lock` beside `budgets.json`.
+/// It is never removed: removing a lock file while another process waits on it would
+/// let two writers in at once.
+fn lock_path(state: &Path) -> PathBuf {
+    let mut name = state
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| STATE_FILE_NAME.into());
+    name.push(".lock");
+    state.with_file_name(name)
+}
+
+/// An advisory lock (`flock`) on the lock file of a state file, released when dropped.
+/// Every process sharing the state file takes it, shared to read and exclusive to
+/// write; it also orders the reads and writes of one process (each lock is its own
+/// open file).
+struct StateLock(std::fs::File);
+
+impl StateLock {
+    fn open(state: &Path) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock_path(state))
+    }
+
+    /// Waits for the exclusive lock, creating the folder and the lock file if needed.
+    fn exclusive(state: &Path) -> std::io::Result<Self> {
+        let (dir, _) = temp_prefix(state);
+        std::fs::create_dir_all(&dir)?;
+        let file = Self::open(state)?;
+        file.lock()?;
+        Ok(Self(file))
+    }
+
+    /// Waits for a shared lock; fails when the folder does not exist.
+    fn shared(state: &Path) -> std::io::Result<Self> {
+        let file = Self::open(state)?;
+        file.lock_shared()?;
+        Ok(Self(file))
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// The state file's text (`None` when it does not exist) and its digest.
+fn read_state(path: &Path) -> Result<(Option<String>, Option<[u8; 32]>), String> {
+    match std::fs::read(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((None, None)),
+        Err(e) => Err(format!("cannot read it: {e}")),
+        Ok(bytes) => {
+            let seen = digest(&bytes);
+            String::from_utf8(bytes)
+                .map(|text| (Some(text), Some(seen)))
+                .map_err(|_| "is not UTF-8 text".to_owned())
+        }
+    }
+}
+
+/// What a locked read-modify-write of the state file came to.
+enum Locked<T> {
+    /// The file was read; `stored` is what it holds now (changed and written when `out`
+    /// is `Ok`), `seen` its digest.
+    Done {
+        stored: Vec<Arc<Budget>>,
+        seen: Option<[u8; 32]>,
+        out: Result<T, Error>,
+    },
+    /// The file cannot be read or parsed: nothing was written.
+    Unusable(String),
+    /// The lock could not be taken or the file not written: nothing changed.
+    Failed(Error),
+}
+
+/// Under the exclusive lock: reads the state file, applies `change`, and writes the
+/// new list when `change` succeeds.
+fn locked_change<T>(
+    path: &Path,
+    change: impl FnOnce(&mut Vec<Arc<Budget>>) -> Result<T, Error>,
+) -> Locked<T> {
+    let persist_error = |what: &str, e: std::io::Error| {
+        tracing::error!(path = %path.display(), "cannot {what} the budgets state file: {e}");
+        Locked::Failed(Error::Persist {
+            reason: e.kind().to_string(),
+        })
+    };
+    let lock = match StateLock::exclusive(path) {
+        Ok(lock) => lock,
+        Err(e) => return persist_error("lock", e),
+    };
+    let (text, seen) = match read_state(path) {
+        Ok(read) => read,
+        Err(message) => return Locked::Unusable(message),
+    };
+    let mut stored: Vec<Arc<Budget>> = match text.map(|t| parse(&t, Origin::Api)) {
+        None => Vec::new(),
+        Some(Ok(budgets)) => budgets.into_iter().map(Arc::new).collect(),
+        Some(Err(message)) => return Locked::Unusable(message),
+    };
+    let before = stored.clone();
+    let out = change(&mut stored);
+    if out.is_err() {
+        return Locked::Done {
+            stored: before,
+            seen,
+            out,
+        };
+    }
+    let bytes = match serialize(&stored) {
+        Ok(bytes) => bytes,
+        Err(e) => return Locked::Failed(e),
+    };
+    if let Err(e) = write_atomically(path, &bytes) {
+        return persist_error("write", e);
+    }
+    drop(lock);
+    Locked::Done {
+        stored,
+        seen: Some(digest(&bytes)),
+        out,
+    }
+}
+
 /// A new API budget id: `b-` and 16 random hex digits.
 fn new_id() -> String {
     format!("b-{:016x}", rand::random::<u64>())
 }
 
-/// Writes the API budgets to the state file, off the serving threads.
-async fn persist(path: &Path, budgets: &[Arc<Budget>]) -> Result<(), Error> {
+/// The state file's content for `budgets`.
+fn serialize(budgets: &[Arc<Budget>]) -> Result<Vec<u8>, Error> {
     let doc = Document {
         budgets: budgets.iter().map(|b| Entry::of(b)).collect(),
     };
@@ -596,21 +855,7 @@ async fn persist(path: &Path, budgets: &[Arc<Budget>]) -> Result<(), Error> {
         reason: e.to_string(),
     })?;
     bytes.push(b'\n');
-    let path_shown = path.display().to_string();
-    let path = path.to_owned();
-    let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes)).await;
-    match written {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => {
-            tracing::error!(path = %path_shown, "cannot write the budgets state file: {e}");
-            Err(Error::Persist {
-                reason: e.kind().to_string(),
-            })
-        }
-        Err(e) => Err(Error::Persist {
-            reason: e.to_string(),
-        }),
-    }
+    Ok(bytes)
 }
 
 /// Removes the temporary files of `state` that a crash mid-write left behind.
@@ -700,6 +945,72 @@ budgets:
         let text = serde_json::to_string(&doc).unwrap_or_default();
         let back = parse(&text, Origin::Api).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, budgets);
+    }
+
+    fn definition() -> Definition {
+        let draft = Draft {
+            name: "rocket".into(),
+            account_id: "210987654321".into(),
+            amount: "10".into(),
+            currency: "USD".into(),
+            ..Draft::default()
+        };
+        validate(&draft, Fields::RPC).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn ids(store: &BudgetStore) -> Vec<String> {
+        store.all().iter().map(|b| b.id.clone()).collect()
+    }
+
+    /// Two stores on one state file, as two processes hold it: each write re-reads the
+    /// file under the lock, so neither loses the other's budgets, and a reload shows
+    /// the other's; the per-owner quota counts what the file holds, and a deletion
+    /// finds a budget the other store created.
+    #[tokio::test]
+    async fn two_stores_on_one_state_file_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("budgets.json");
+        let state = || StateFile::Path(path.clone());
+        let (a, b) = (
+            BudgetStore::open(None, state()),
+            BudgetStore::open(None, state()),
+        );
+        let owner = || Some("ds".to_owned());
+        a.create(definition(), owner(), Some(3))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for _ in 0..2 {
+            b.create(definition(), owner(), Some(3))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let e = a
+            .create(definition(), owner(), Some(3))
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("caller ds already holds 3 budgets"), "{e}");
+        a.create(definition(), Some("other".into()), Some(3))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ids(&a).len(), 4, "a's writes kept b's budgets");
+        b.reload();
+        assert_eq!(ids(&a), ids(&b), "b's reload shows a's budgets");
+        let theirs = ids(&a)[0].clone();
+        b.delete(&theirs, |_| true)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        a.reload();
+        assert_eq!(ids(&a), ids(&b));
+        assert_eq!(ids(&a).len(), 3);
+        let on_disk = parse(
+            &std::fs::read_to_string(&path).unwrap_or_default(),
+            Origin::Api,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(on_disk.len(), 3);
+        assert!(path.with_file_name("budgets.json.lock").exists());
     }
 
     #[test]

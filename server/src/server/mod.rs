@@ -315,7 +315,7 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
     }
     let budgets = BudgetStore::open(
         config.budgets.budgets_file.clone(),
-        config.budgets.state_path(&config.data),
+        config.budgets.state_file(&config.data),
     );
     let api = AttributionApi::new(
         catalog.clone(),
@@ -327,6 +327,7 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
     .with_max_range(config.limits.max_range)
     .with_answer_cache_bytes(config.limits.answer_cache_bytes)
     .with_budgets(budgets.clone())
+    .with_budget_quota(usize::from(config.budgets.max_budgets_per_caller))
     .with_shutdown(shutdown_rx.clone())
     .with_auth_file(auth_file.clone());
     follow_snapshots(&catalog, api.answer_cache(), shutdown_rx.clone());
@@ -396,7 +397,10 @@ pub async fn start(config: &Config, catalog: Arc<Catalog>) -> Result<ServerHandl
         .map(|file| file.spawn_reloader(auth_config.auth_reload_interval, shutdown_rx.clone()));
     // Also for the state file alone: a damaged one is read again until it is fixed.
     let budgets_reloader = (config.budgets.budgets_file.is_some()
-        || config.budgets.state_path(&config.data).is_some())
+        || matches!(
+            config.budgets.state_file(&config.data),
+            crate::budgets::store::StateFile::Path(_)
+        ))
     .then(|| budgets.spawn_reloader(config.budgets.budgets_reload_interval, shutdown_rx.clone()));
     let refresher = refresher::spawn(catalog.clone(), config.data.refresh_interval, shutdown_rx);
     tracing::info!(%addr, tls = tls.is_some(), reflection, "listening");

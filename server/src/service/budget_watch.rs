@@ -6,7 +6,8 @@
 //! set of crossed thresholds changed. A refresh that read nothing new keeps the version,
 //! so it wakes nobody. The task ends when the client goes away, at shutdown (with
 //! UNAVAILABLE, so that the client reconnects elsewhere), when a computation fails, or
-//! when the caller's entry in the callers file changed since the stream opened.
+//! as soon as a reload of the callers file changed or removed the caller's entry (it
+//! also wakes on the file's reloads, not only on its own budgets' changes).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -164,6 +165,19 @@ struct Watcher {
     _slot: Slot,
 }
 
+/// Resolves when the callers file was reloaded (never without access control).
+async fn reloaded(rights: &mut Option<watch::Receiver<u64>>) {
+    match rights {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                // The file is gone with the server: nothing more to wait for.
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves when the server starts shutting down (or can no longer tell).
 async fn stopping(shutdown: &mut Option<watch::Receiver<bool>>) {
     match shutdown {
@@ -215,6 +229,9 @@ impl AttributionApi {
         };
         let mut snapshots = self.catalog.subscribe();
         let mut changes = self.budgets.subscribe();
+        // Subscribed before the first statuses, like the other two watches: a reload
+        // during them wakes the task, which checks the caller again.
+        let rights = self.auth_file.as_ref().map(|f| f.subscribe());
         // The first statuses are taken before the call answers: every change after the
         // caller has the answer's headers is an event. Both watches are marked seen
         // first, so that a change during this computation wakes the task.
@@ -225,7 +242,7 @@ impl AttributionApi {
             None => Vec::new(),
         };
         let shutdown = self.shutdown.clone();
-        tokio::spawn(watcher.run(initial, snapshots, changes, shutdown));
+        tokio::spawn(watcher.run(initial, snapshots, changes, rights, shutdown));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
@@ -237,6 +254,7 @@ impl Watcher {
         mut pending: Vec<pb::BudgetEvent>,
         mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
         mut changes: watch::Receiver<u64>,
+        mut rights: Option<watch::Receiver<u64>>,
         mut shutdown: Option<watch::Receiver<bool>>,
     ) {
         loop {
@@ -260,6 +278,15 @@ impl Watcher {
                 () = self.tx.closed() => return,
                 changed = snapshots.changed() => if changed.is_err() { return },
                 changed = changes.changed() => if changed.is_err() { return },
+                () = reloaded(&mut rights) => {
+                    // Rights are checked before anything is computed: a revoked caller's
+                    // stream ends now, whether or not anything else changed.
+                    if let Err(e) = self.check_caller() {
+                        let _ = self.tx.try_send(Err(e.into()));
+                        return;
+                    }
+                    continue;
+                }
             }
             // Marked seen before computing: a change during the computation wakes the
             // next turn, so none is lost.

@@ -109,8 +109,20 @@ fn draft(r: &pb::CreateBudgetRequest) -> Result<Draft, Error> {
     })
 }
 
-/// A budget scope outside a caller's scope, refused with the budget's field names.
+/// A budget scope outside a caller's scope, refused with the budget's field names. A
+/// role is held to the rule of an exact caller (see [`crate::auth::Scope::allows_role`]).
 fn check_scope(caller: &Caller, scope: &budgets::BudgetScope) -> Result<(), Error> {
+    if let Some(role) = &scope.role_arn
+        && !caller.scope.allows_role(role)
+    {
+        return Err(Error::PermissionDenied {
+            what: "scope.role_arn".into(),
+            reason: format!(
+                "role {role:?} is named (neither the role nor every session of it starts with one of the scope's caller prefixes), outside the scope of caller {}",
+                caller.name
+            ),
+        });
+    }
     caller
         .scope
         .check(&scope.filter(), &caller.name)
@@ -169,12 +181,28 @@ fn month_of(us: i64) -> (i64, i64) {
     BillingPeriod::containing(us).map_or((us, us), BillingPeriod::span_micros)
 }
 
-/// The first and last usage start of the snapshot (µs).
+/// The first and last usage start of the snapshot's served billing periods (µs), each
+/// period's span cut to its own month: the default month and `as_of` of BudgetStatus and
+/// WatchBudgets follow the newest hour, and must never move to a month no served period
+/// covers (one line item dated 9999-12-31 in a July file would otherwise make the
+/// default month 9999-12, where every budget has spent nothing).
 pub(super) fn data_span(snapshot: &Snapshot) -> Option<(i64, i64)> {
-    snapshot
-        .periods
-        .iter()
-        .filter_map(|p| p.usage_span)
+    served_span(snapshot.periods.iter().map(|p| (p.period, p.usage_span)))
+}
+
+/// [`data_span`] over `(period, usage span)` pairs; a period whose usage lies wholly
+/// outside its month adds nothing.
+fn served_span(
+    periods: impl IntoIterator<Item = (BillingPeriod, Option<(i64, i64)>)>,
+) -> Option<(i64, i64)> {
+    periods
+        .into_iter()
+        .filter_map(|(period, span)| {
+            let (lo, hi) = span?;
+            let (start, end) = period.span_micros();
+            let (lo, hi) = (lo.max(start), hi.min(end - 1));
+            (lo <= hi).then_some((lo, hi))
+        })
         .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
 }
 
@@ -203,7 +231,10 @@ impl AttributionApi {
             check_scope(c, &definition.scope)?;
         }
         let owner = caller.map(|c| c.name.clone());
-        let created = self.budgets.create(definition, owner).await?;
+        // Admins are bounded by the server-wide limit only; without access control
+        // callers cannot be told apart.
+        let quota = caller.filter(|c| !c.admin).map(|_| self.budget_quota);
+        let created = self.budgets.create(definition, owner, quota).await?;
         record_rows("CreateBudget", 1);
         Ok(Response::new(pb::CreateBudgetResponse {
             budget: Some(budget(&created)),
@@ -239,7 +270,10 @@ impl AttributionApi {
             )
             .into());
         }
-        self.budgets.delete(id, |b| visible(caller, b)).await?;
+        let caller = caller.cloned();
+        self.budgets
+            .delete(id, move |b| visible(caller.as_ref(), b))
+            .await?;
         record_rows("DeleteBudget", 1);
         Ok(Response::new(pb::DeleteBudgetResponse {}))
     }
@@ -523,5 +557,64 @@ fn report(
             )),
         }),
         notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us(text: &str) -> i64 {
+        DateTime::parse_from_rfc3339(text)
+            .map(|t| t.timestamp_micros())
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    fn period(text: &str) -> BillingPeriod {
+        BillingPeriod::parse(text).unwrap_or_else(|| panic!("{text}"))
+    }
+
+    /// A July file holding one line item dated 9999-12-31 (as a load without the
+    /// out-of-period rule keeps it): the newest hour, and so the default month, stay in
+    /// July; a period whose usage lies wholly outside its month adds nothing.
+    #[test]
+    fn the_default_month_stays_in_a_served_period() {
+        let span = served_span([
+            (
+                period("2026-06"),
+                Some((us("2026-06-01T00:00:00Z"), us("2026-06-30T23:00:00Z"))),
+            ),
+            (
+                period("2026-07"),
+                Some((us("2026-07-01T00:00:00Z"), us("9999-12-31T00:00:00Z"))),
+            ),
+            (
+                period("2026-05"),
+                Some((us("2025-01-01T00:00:00Z"), us("2025-01-20T00:00:00Z"))),
+            ),
+            (period("2026-08"), None),
+        ]);
+        let (lo, hi) = span.unwrap_or_else(|| panic!("no span"));
+        assert_eq!(lo, us("2026-06-01T00:00:00Z"));
+        assert_eq!(hi, us("2026-08-01T00:00:00Z") - 1);
+        let newest_hour = hi.div_euclid(HOUR) * HOUR;
+        assert_eq!(newest_hour, us("2026-07-31T23:00:00Z"));
+        let month = month_of(newest_hour + HOUR - 1);
+        assert_eq!(month, period("2026-07").span_micros());
+        // Within its month, a period's span is kept as it is.
+        assert_eq!(
+            served_span([(
+                period("2026-07"),
+                Some((us("2026-07-02T05:00:00Z"), us("2026-07-20T13:00:00Z")))
+            )]),
+            Some((us("2026-07-02T05:00:00Z"), us("2026-07-20T13:00:00Z")))
+        );
+        assert_eq!(
+            served_span([(
+                period("2026-05"),
+                Some((us("2025-01-01T00:00:00Z"), us("2025-01-20T00:00:00Z")))
+            )]),
+            None
+        );
     }
 }

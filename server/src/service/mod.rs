@@ -51,6 +51,8 @@ pub struct AttributionApi {
     pool: Arc<pool::QueryPool>,
     /// Budget definitions (none, and nowhere to keep new ones, unless configured).
     budgets: Arc<BudgetStore>,
+    /// Most budgets a caller other than an admin may create (`--max-budgets-per-caller`).
+    budget_quota: usize,
     /// Open WatchBudgets streams.
     watches: Arc<budget_watch::WatchSlots>,
     /// Turns true at shutdown: long-lived streams end then, so that they do not hold
@@ -194,7 +196,8 @@ impl AttributionApi {
             small_rows: limits.small_rows,
             page_keys: Arc::new(page_keys),
             max_range: DEFAULT_MAX_RANGE,
-            budgets: BudgetStore::open(None, None),
+            budgets: BudgetStore::open(None, crate::budgets::store::StateFile::Nowhere),
+            budget_quota: usize::from(crate::budgets::DEFAULT_BUDGETS_PER_CALLER),
             watches: Arc::default(),
             shutdown: None,
             auth_file: None,
@@ -216,6 +219,13 @@ impl AttributionApi {
     /// Serves the budgets of `store`.
     pub fn with_budgets(mut self, store: Arc<BudgetStore>) -> Self {
         self.budgets = store;
+        self
+    }
+
+    /// Lets each caller other than an admin create at most `quota` budgets
+    /// (`--max-budgets-per-caller`).
+    pub fn with_budget_quota(mut self, quota: usize) -> Self {
+        self.budget_quota = quota;
         self
     }
 

@@ -520,11 +520,13 @@ async fn budgets_are_created_listed_deleted_and_validated() {
         "the half-written temporary file is removed"
     );
     assert!(budget_problems(&server.client).await.is_empty());
-    let names: Vec<String> = std::fs::read_dir(state.parent().unwrap())
+    let mut names: Vec<String> = std::fs::read_dir(state.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["budgets.json"]);
+    names.sort();
+    // The lock file that processes sharing the state file take stays.
+    assert_eq!(names, ["budgets.json", "budgets.json.lock"]);
     server.stop().await;
 }
 
@@ -546,6 +548,288 @@ async fn without_a_state_file_creation_is_refused() {
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     assert!(e.message().contains("--budgets-state"), "{}", e.message());
+    server.stop().await;
+}
+
+/// `--no-api-budgets` (the Kubernetes manifests: replicas share no volume) refuses
+/// creation and deletion with the reason, even with a cache directory, and writes
+/// nothing there.
+#[tokio::test]
+async fn api_budgets_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let server = serve(
+        small_export(),
+        &[
+            "--cache-dir".to_owned(),
+            cache.display().to_string(),
+            "--no-api-budgets".to_owned(),
+        ],
+    )
+    .await;
+    let e = server
+        .client
+        .raw()
+        .create_budget(create(
+            "x",
+            proto::BudgetScope {
+                account_id: ACCT_ROCKET.into(),
+                ..Default::default()
+            },
+            "10",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(
+        e.message().contains("--no-api-budgets") && e.message().contains("--budgets-file"),
+        "{}",
+        e.message()
+    );
+    let e = server
+        .client
+        .raw()
+        .delete_budget(proto::DeleteBudgetRequest {
+            id: "b-0000000000000000".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(!cache.join("budgets.json").exists());
+    server.stop().await;
+}
+
+/// The ids of the budgets in a state file.
+fn state_ids(state: &Path) -> Vec<String> {
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+    let mut ids: Vec<String> = doc["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn create_one(client: &Client, name: &str) -> String {
+    client
+        .raw()
+        .create_budget(create(
+            name,
+            proto::BudgetScope {
+                account_id: ACCT_ROCKET.into(),
+                ..Default::default()
+            },
+            "10",
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e:?}"))
+        .into_inner()
+        .budget
+        .unwrap()
+        .id
+}
+
+/// Two server processes on one `--budgets-state` file: creations interleaved one by
+/// one and all at once, and a deletion through the process that did not create the
+/// budget, lose nothing. Each write re-reads the file under its lock, so a process's
+/// write keeps the other's budgets (without that, A's next write erased B's three);
+/// each process sees the other's budgets at its own next write, and within its reload
+/// interval otherwise; a third process started on the file lists them all.
+#[tokio::test]
+async fn two_processes_on_one_state_file_keep_every_acknowledged_budget() {
+    use crate::process::ServerProcess;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("shared").join("budgets.json");
+    let state_text = state.display().to_string();
+    let extra = [
+        "--budgets-state",
+        &state_text,
+        "--budgets-reload-interval",
+        "100ms",
+    ];
+    let a = ServerProcess::start(small_export(), &extra).await;
+    let b = ServerProcess::start(small_export(), &extra).await;
+    let (ca, cb) = (a.client().await, b.client().await);
+
+    let mut made = vec![create_one(&ca, "a1").await];
+    for name in ["b1", "b2", "b3"] {
+        made.push(create_one(&cb, name).await);
+    }
+    made.push(create_one(&ca, "a2").await);
+    made.sort();
+    assert_eq!(state_ids(&state), made, "A's second write kept B's three");
+    // A's write read B's budgets: A lists them at once.
+    assert_eq!(list_ids(&ca).await, made);
+    // B sees A's second within its reload interval.
+    eventually("B lists A's budgets", || {
+        let (cb, made) = (cb.clone(), made.clone());
+        async move { list_ids(&cb).await == made }
+    })
+    .await;
+
+    // Ten creations on each process at once.
+    let burst = |client: Client, who: &'static str| async move {
+        let mut ids = Vec::new();
+        let calls = (0..10).map(|i| {
+            let client = client.clone();
+            async move { create_one(&client, &format!("{who}{i}")).await }
+        });
+        for id in futures::future::join_all(calls).await {
+            ids.push(id);
+        }
+        ids
+    };
+    let (from_a, from_b) = tokio::join!(burst(ca.clone(), "a"), burst(cb.clone(), "b"));
+    made.extend(from_a);
+    made.extend(from_b);
+    made.sort();
+    assert_eq!(made.len(), 25);
+    assert_eq!(
+        state_ids(&state),
+        made,
+        "every acknowledged budget is in the file"
+    );
+
+    // A deletes a budget B created (and A may not have reloaded yet).
+    let gone = create_one(&cb, "b-late").await;
+    ca.raw()
+        .delete_budget(proto::DeleteBudgetRequest { id: gone.clone() })
+        .await
+        .unwrap_or_else(|e| panic!("delete through A: {e:?}"));
+    assert_eq!(state_ids(&state), made);
+    eventually("B drops the deleted budget", || {
+        let (cb, made) = (cb.clone(), made.clone());
+        async move { list_ids(&cb).await == made }
+    })
+    .await;
+
+    // What a new process (a replaced pod on the same volume) starts with.
+    let c = ServerProcess::start(small_export(), &extra).await;
+    assert_eq!(list_ids(&c.client().await).await, made);
+    for server in [a, b, c] {
+        server.terminate().await;
+    }
+}
+
+/// Callers of the quota test: one admin, two scoped leads (accounts; a caller prefix).
+const QUOTA_CALLERS: [(&str, &str, bool, &str); 3] = [
+    ("finance", "tok-finance-1", true, "null"),
+    (
+        "rocket-lead",
+        "tok-rocket-2",
+        false,
+        r#"{"principal_prefixes": ["arn:aws:sts::210987654321:assumed-role/rock"]}"#,
+    ),
+    (
+        "quiet-lead",
+        "tok-quiet-3",
+        false,
+        r#"{"accounts": ["345678901234"]}"#,
+    ),
+];
+
+/// One scoped caller cannot take every budget: past `--max-budgets-per-caller` its
+/// creations are RESOURCE_EXHAUSTED naming its count and the limit, while the other
+/// callers keep their share and admins are not counted; a deletion makes room again.
+/// And a role outside a caller's principal prefixes is refused like a caller outside
+/// them, each naming its field.
+#[tokio::test]
+async fn each_caller_has_a_budget_quota_and_roles_obey_the_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("budgets.json");
+    let auth = auth_file_of(dir.path(), &QUOTA_CALLERS);
+    let mut extra = flags(&[("--auth-file", &auth), ("--budgets-state", &state)]);
+    extra.extend(["--max-budgets-per-caller".to_owned(), "2".to_owned()]);
+    let server = serve(export(), &extra).await;
+    let admin = as_caller(&server, QUOTA_CALLERS[0].1).await;
+    let rocket = as_caller(&server, QUOTA_CALLERS[1].1).await;
+    let quiet = as_caller(&server, QUOTA_CALLERS[2].1).await;
+    let role = |arn: &str| proto::BudgetScope {
+        role_arn: arn.into(),
+        ..Default::default()
+    };
+    let by_rocket = |name: &str| create(name, role(ROLE), "100");
+    let by_quiet = |name: &str| {
+        create(
+            name,
+            proto::BudgetScope {
+                account_id: ACCT_QUIET.into(),
+                ..Default::default()
+            },
+            "100",
+        )
+    };
+
+    let first = rocket.raw().create_budget(by_rocket("r1")).await.unwrap();
+    rocket.raw().create_budget(by_rocket("r2")).await.unwrap();
+    let e = rocket
+        .raw()
+        .create_budget(by_rocket("r3"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(
+        e.message().contains("rocket-lead already holds 2 budgets")
+            && e.message().contains("(2, --max-budgets-per-caller)"),
+        "{}",
+        e.message()
+    );
+    // The others keep their share; admins are not counted against one.
+    quiet.raw().create_budget(by_quiet("q1")).await.unwrap();
+    for i in 0..3 {
+        admin
+            .raw()
+            .create_budget(by_quiet(&format!("admin{i}")))
+            .await
+            .unwrap();
+    }
+    rocket
+        .raw()
+        .delete_budget(proto::DeleteBudgetRequest {
+            id: first.into_inner().budget.unwrap().id,
+        })
+        .await
+        .unwrap();
+    rocket.raw().create_budget(by_rocket("r3")).await.unwrap();
+    assert_eq!(list_ids(&rocket).await.len(), 2);
+    assert_eq!(list_ids(&admin).await.len(), 6);
+
+    // One rule for callers and roles: inside the prefixes when the role's sessions
+    // are (`.../assumed-role/rocket/...` starts with `.../assumed-role/rock`).
+    let outside_role = "arn:aws:iam::345678901234:role/quiet";
+    let e = rocket
+        .raw()
+        .create_budget(create("q", role(outside_role), "1"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(
+        e.message().contains("scope.role_arn") && e.message().contains("rocket-lead"),
+        "{}",
+        e.message()
+    );
+    let e = rocket
+        .raw()
+        .create_budget(create(
+            "q",
+            proto::BudgetScope {
+                principal_arn: QUIET.into(),
+                ..Default::default()
+            },
+            "1",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(
+        e.message().contains("scope.principal_arn"),
+        "{}",
+        e.message()
+    );
+    // The quota is held: the refusals created nothing.
+    assert_eq!(list_ids(&rocket).await.len(), 2);
     server.stop().await;
 }
 
@@ -1075,7 +1359,12 @@ pub(crate) const CALLERS: [(&str, &str, bool, &str); 3] = [
 ];
 
 pub(crate) fn auth_file(dir: &Path) -> PathBuf {
-    let callers: Vec<Value> = CALLERS
+    auth_file_of(dir, &CALLERS)
+}
+
+/// A callers file of `callers` (name, token, admin, scope) in `dir`.
+pub(crate) fn auth_file_of(dir: &Path, callers: &[(&str, &str, bool, &str)]) -> PathBuf {
+    let callers: Vec<Value> = callers
         .iter()
         .map(|(name, token, admin, scope)| {
             let hash: String = Sha256::digest(token.as_bytes())

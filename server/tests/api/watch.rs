@@ -560,6 +560,48 @@ async fn scoped_callers_watch_only_their_own_within_their_scope_and_rights() {
     server.stop().await;
 }
 
+/// A caller whose rights change has its open stream ended by the reload of the callers
+/// file itself, with nothing else changing (no refresh, no budget created or deleted):
+/// the removed caller's stream and the narrowed caller's stream end with
+/// PERMISSION_DENIED naming them, while the admin's stream, whose entry is unchanged,
+/// stays open and silent.
+#[tokio::test]
+async fn a_revoked_callers_stream_ends_when_the_callers_file_is_reloaded() {
+    let (dir, root, file) = fixture();
+    let auth = auth_file(dir.path());
+    let mut extra = flags(&[("--auth-file", &auth), ("--budgets-file", &file)]);
+    extra.extend(["--auth-reload-interval".to_owned(), "50ms".to_owned()]);
+    let server = serve(&root, &extra).await;
+    let admin = as_caller(&server, CALLERS[0].1).await;
+    let rocket = as_caller(&server, CALLERS[1].1).await;
+    let quiet = as_caller(&server, CALLERS[2].1).await;
+    let mut admin_stream = watch(&admin, &[], false).await;
+    let mut rocket_stream = watch(&rocket, &[], false).await;
+    let mut quiet_stream = watch(&quiet, &[], false).await;
+    silent(&mut rocket_stream, "nothing changed yet").await;
+
+    // The rocket lead is removed, the quiet lead's scope narrows.
+    let mut callers: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&auth).unwrap()).unwrap();
+    callers["callers"][2]["scope"] = json!({"tags": {TEAM: ["quiet"]}, "accounts": [ACCT_QUIET]});
+    callers["callers"].as_array_mut().unwrap().remove(1);
+    std::fs::write(&auth, callers.to_string()).unwrap();
+    for (stream, name) in [
+        (&mut rocket_stream, "rocket-lead"),
+        (&mut quiet_stream, "quiet-lead"),
+    ] {
+        let ended = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("{name}'s stream still open 10 s after the change"))
+            .unwrap_err();
+        assert_eq!(ended.code(), Code::PermissionDenied, "{ended:?}");
+        assert!(ended.message().contains(name), "{}", ended.message());
+    }
+    silent(&mut admin_stream, "the admin's rights did not change").await;
+    drop((admin_stream, rocket_stream, quiet_stream, dir));
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_sigterm_ends_an_open_stream_and_the_process() {
     let (_dir, root, file) = fixture();
