@@ -258,9 +258,15 @@ pub struct CostByPrincipalArgs {
     /// Further dimensions to split each principal by (comma-separated or repeated).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "DIMENSION")]
     pub also: Vec<DimensionArg>,
-    /// Tag key for `--also tag` (given alone, it implies `--also tag`).
-    #[arg(long, value_name = "KEY", required_if_eq("also", "tag"))]
-    pub also_tag_key: Option<String>,
+    /// Tag key for `--also tag`, exactly as in the CUR `tags` column, e.g.
+    /// iamPrincipal/team (given alone, it implies `--also tag`).
+    #[arg(
+        long = "tag-key",
+        alias = "also-tag-key",
+        value_name = "KEY",
+        required_if_eq("also", "tag")
+    )]
+    pub tag_key: Option<String>,
     /// Share spend without a caller (tax, credits, discounts, provisioned throughput)
     /// out to the callers: `proportional` gives fully loaded cost, with DIRECT and
     /// ALLOCATED columns. Needs whole months (--from/--to on the 1st).
@@ -271,9 +277,10 @@ pub struct CostByPrincipalArgs {
 /// Arguments of `cost-by-tag`.
 #[derive(Clone, Debug, Args)]
 pub struct CostByTagArgs {
-    /// The tag key to group by, exactly as in the CUR `tags` column, e.g. iamPrincipal/team.
-    #[arg(long, value_name = "KEY")]
-    pub key: String,
+    /// The tag key to group by, exactly as in the CUR `tags` column, e.g. iamPrincipal/team
+    /// (list-tag-keys lists them).
+    #[arg(long = "tag-key", alias = "key", value_name = "KEY")]
+    pub tag_key: String,
     /// Range, filters, page size.
     #[command(flatten)]
     pub scope: ScopeArgs,
@@ -306,7 +313,8 @@ pub struct TokenUsageArgs {
     /// Dimensions to group by (comma-separated or repeated); none: one row per currency.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "DIMENSION")]
     pub group_by: Vec<DimensionArg>,
-    /// Tag key for `--group-by tag` (given alone, it implies `--group-by tag`).
+    /// Tag key for `--group-by tag`, exactly as in the CUR `tags` column, e.g.
+    /// iamPrincipal/team (given alone, it implies `--group-by tag`).
     #[arg(long, value_name = "KEY", required_if_eq("group_by", "tag"))]
     pub tag_key: Option<String>,
     /// Principal grouping for `--group-by principal`.

@@ -36,13 +36,19 @@ pub struct ChargebackArgs {
     /// The billing month, YYYY-MM (calendar month of usage, UTC).
     #[arg(long, value_name = "YYYY-MM", value_parser = parse_month)]
     pub month: NaiveDate,
-    /// The tag key naming the team, exactly as in the CUR `tags` column.
+    /// The tag key naming the team, exactly as in the CUR `tags` column, e.g.
+    /// iamPrincipal/team (list-tag-keys lists them).
     #[arg(long, value_name = "KEY")]
     pub tag_key: String,
+    /// Write the file even when every dollar of the month is UNTAGGED (by default that
+    /// is refused: it almost always means a mistyped --tag-key).
+    #[arg(long)]
+    pub allow_all_untagged: bool,
     /// File to write; `-` writes CSV to standard output.
     #[arg(long, short = 'o', value_name = "FILE", default_value = "-")]
     pub output: PathBuf,
-    /// File format; by default Parquet for a FILE ending in .parquet, CSV otherwise.
+    /// File format; by default from FILE's extension (.csv or .parquet; any other
+    /// name needs --file-format).
     #[arg(long = "file-format", value_enum, value_name = "FORMAT")]
     pub file_format: Option<FileFormat>,
     /// CUR cost column to sum.
@@ -91,13 +97,26 @@ impl ChargebackArgs {
         }
     }
 
-    /// The format in effect.
-    pub fn format(&self) -> FileFormat {
-        self.file_format
-            .unwrap_or_else(|| match self.output.extension().and_then(|e| e.to_str()) {
-                Some(e) if e.eq_ignore_ascii_case("parquet") => FileFormat::Parquet,
-                _ => FileFormat::Csv,
-            })
+    /// The format in effect: `--file-format`, else CSV for standard output, else the
+    /// output's extension (`.csv` or `.parquet`, any case). Any other name is refused
+    /// rather than given CSV under a name that promises something else (`x.xlsx`).
+    pub fn format(&self) -> Result<FileFormat, CliError> {
+        if let Some(format) = self.file_format {
+            return Ok(format);
+        }
+        if self.output.as_os_str() == "-" {
+            return Ok(FileFormat::Csv);
+        }
+        match self.output.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("parquet") => Ok(FileFormat::Parquet),
+            Some(e) if e.eq_ignore_ascii_case("csv") => Ok(FileFormat::Csv),
+            _ => Err(CliError::Usage {
+                reason: format!(
+                    "--output {}: cannot tell the format from the name; end it in .csv or .parquet, or pass --file-format csv|parquet",
+                    self.output.display()
+                ),
+            }),
+        }
     }
 }
 
@@ -350,7 +369,7 @@ pub async fn run(
     args: &ChargebackArgs,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let format = args.format();
+    let format = args.format()?;
     let to_stdout = args.output.as_os_str() == "-";
     if to_stdout && format == FileFormat::Parquet {
         return Err(CliError::Usage {
@@ -358,15 +377,16 @@ pub async fn run(
         });
     }
     let answer = client.cost_by_tag_all(args.to_request()).await?;
-    for note in answer
+    let notes = answer
         .info
         .as_ref()
         .map(|i| i.notes.as_slice())
-        .unwrap_or_default()
-    {
+        .unwrap_or_default();
+    for note in notes {
         eprintln!("note: {note}");
     }
     let rows = rows(args, &answer)?;
+    refuse_empty_or_untagged(args, &rows, notes)?;
     if to_stdout {
         write_csv(out, &rows)?;
     } else {
@@ -393,7 +413,41 @@ pub async fn run(
     Ok(())
 }
 
-/// Writes to `path` through a temporary file beside it, renamed when complete.
+/// Refuses a month that holds no spend (a server without data, a month no billing
+/// period covers) and, unless `--allow-all-untagged`, a month whose every row is
+/// UNTAGGED (a key no line item carries): a finance import of either is a believable
+/// wrong bill. The server's notes say why; they are repeated in the refusal.
+pub fn refuse_empty_or_untagged(
+    args: &ChargebackArgs,
+    rows: &[ChargebackRow],
+    notes: &[String],
+) -> Result<(), CliError> {
+    let month = args.month.format("%Y-%m");
+    let because = if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", notes.join("; "))
+    };
+    if rows.is_empty() {
+        return Err(CliError::Refused {
+            reason: format!(
+                "no spend to charge back for {month}{because}; nothing written (`status` shows the billing periods the server holds)"
+            ),
+        });
+    }
+    if !args.allow_all_untagged && rows.iter().all(|r| r.untagged) {
+        return Err(CliError::Refused {
+            reason: format!(
+                "every dollar of {month} is UNTAGGED for tag key {:?}{because}; nothing written: check the key with `list-tag-keys`, or pass --allow-all-untagged to write it anyway",
+                args.tag_key
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Writes to `path` through a temporary file beside it, renamed when complete; a
+/// failure names `path` and what the file system said.
 fn write_file(path: &Path, format: FileFormat, rows: &[ChargebackRow]) -> Result<(), CliError> {
     let mut temp = path.as_os_str().to_owned();
     temp.push(".partial");
@@ -415,10 +469,19 @@ fn write_file(path: &Path, format: FileFormat, rows: &[ChargebackRow]) -> Result
         std::fs::rename(&temp, path)?;
         Ok(())
     })();
-    if written.is_err() {
+    written.map_err(|e| {
         let _ = std::fs::remove_file(&temp);
-    }
-    written
+        CliError::Output {
+            path: path.to_owned(),
+            source: match e {
+                CliError::Io(e) => Box::new(e),
+                CliError::Csv(e) => Box::new(e),
+                CliError::Parquet(e) => Box::new(e),
+                CliError::Arrow(e) => Box::new(e),
+                other => Box::new(other),
+            },
+        }
+    })
 }
 
 #[cfg(test)]
@@ -495,14 +558,74 @@ mod tests {
         assert_eq!(r.allocation, proto::Allocation::Proportional as i32);
         assert_eq!(r.tag_key, "iamPrincipal/team");
         assert!(r.also_group_by.is_empty());
-        assert_eq!(args(&["-o", "x.parquet"]).format(), FileFormat::Parquet);
-        assert_eq!(args(&["-o", "x.csv"]).format(), FileFormat::Csv);
+        let format = |extra: &[&str]| args(extra).format().ok();
+        assert_eq!(format(&["-o", "x.parquet"]), Some(FileFormat::Parquet));
+        assert_eq!(format(&["-o", "x.PARQUET"]), Some(FileFormat::Parquet));
+        assert_eq!(format(&["-o", "x.csv"]), Some(FileFormat::Csv));
+        assert_eq!(format(&[]), Some(FileFormat::Csv), "standard output");
         assert_eq!(
-            args(&["-o", "x.parquet", "--file-format", "csv"]).format(),
-            FileFormat::Csv
+            format(&["-o", "x.parquet", "--file-format", "csv"]),
+            Some(FileFormat::Csv)
+        );
+        assert_eq!(
+            format(&["-o", "x.xlsx", "--file-format", "csv"]),
+            Some(FileFormat::Csv)
         );
         assert!(parse_month("2026-13").is_err());
         assert!(parse_month("July").is_err());
+    }
+
+    #[test]
+    fn an_output_name_of_another_format_is_refused() {
+        for name in ["x.xlsx", "report", "x.csv.gz"] {
+            let err = args(&["-o", name]).format().expect_err(name);
+            assert_eq!(
+                err.report(),
+                format!(
+                    "INVALID_ARGUMENT: --output {name}: cannot tell the format from the name; end it in .csv or .parquet, or pass --file-format csv|parquet"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_or_all_untagged_month_is_refused() {
+        let notes = ["no billing period of the exports covers 2026-12".to_owned()];
+        let err = refuse_empty_or_untagged(&args(&[]), &[], &notes).expect_err("empty");
+        assert_eq!(err.code(), None, "a refusal is not a gRPC code");
+        assert_eq!(
+            err.report(),
+            "no spend to charge back for 2026-12 (no billing period of the exports covers 2026-12); nothing written (`status` shows the billing periods the server holds)"
+        );
+        let untagged = answer(vec![row(None, "3", "0", "3")], "3");
+        let untagged = rows(&args(&[]), &untagged).unwrap_or_else(|e| panic!("{e}"));
+        let err = refuse_empty_or_untagged(&args(&[]), &untagged, &[]).expect_err("untagged");
+        assert_eq!(
+            err.report(),
+            "every dollar of 2026-12 is UNTAGGED for tag key \"iamPrincipal/team\"; nothing written: check the key with `list-tag-keys`, or pass --allow-all-untagged to write it anyway"
+        );
+        let meant = args(&["--allow-all-untagged"]);
+        assert!(refuse_empty_or_untagged(&meant, &untagged, &[]).is_ok());
+        let mixed = answer(
+            vec![row(Some("search"), "1", "0", "1"), row(None, "2", "0", "2")],
+            "3",
+        );
+        let mixed = rows(&args(&[]), &mixed).unwrap_or_else(|e| panic!("{e}"));
+        assert!(refuse_empty_or_untagged(&args(&[]), &mixed, &[]).is_ok());
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_written_is_named_without_a_grpc_code() {
+        let dir = std::env::temp_dir().join("bedrock-attribution-no-such-dir-for-test");
+        let path = dir.join("x.csv");
+        let err = write_file(&path, FileFormat::Csv, &[]).expect_err("no such directory");
+        assert_eq!(err.code(), None);
+        let report = err.report();
+        assert!(
+            report.starts_with(&format!("cannot write {}: ", path.display())),
+            "{report}"
+        );
+        assert!(!report.contains("UNKNOWN"), "{report}");
     }
 
     #[test]

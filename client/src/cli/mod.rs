@@ -15,6 +15,7 @@ mod rows;
 mod status;
 mod table;
 pub mod watch;
+pub mod words;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -34,14 +35,16 @@ const EXIT_USAGE: u8 = 1;
 /// Exit status for every other error.
 const EXIT_ERROR: u8 = 2;
 
-/// What can stop a command: the client's errors, or failing to write the output.
+/// What can stop a command: the client's errors, a refusal of the command line, or a
+/// local failure (writing the output, an answer that does not add up). Only the first
+/// two carry a gRPC code: a full disk is not the server's answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// Connecting, the RPC, or reading its answer failed.
     #[error(transparent)]
     Client(#[from] Error),
-    /// Writing to the output failed.
-    #[error("cannot write output")]
+    /// Writing to standard output failed.
+    #[error("cannot write to standard output")]
     Io(#[from] io::Error),
     /// Writing CSV failed.
     #[error("cannot write csv")]
@@ -55,10 +58,26 @@ pub enum CliError {
     /// Writing Parquet failed.
     #[error("cannot write parquet")]
     Parquet(#[from] parquet::errors::ParquetError),
+    /// Writing the output file failed; nothing was left at its path.
+    #[error("cannot write {}", path.display())]
+    Output {
+        /// The file asked for with `--output`.
+        path: std::path::PathBuf,
+        /// What the file system (or the encoder) reported.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// An answer's rows do not add up, so nothing was written.
     #[error("the answer does not reconcile, nothing written: {reason}")]
     Reconcile {
         /// What does not add up.
+        reason: String,
+    },
+    /// The answer is not what the command exists to produce (a chargeback with no
+    /// spend, or all of it UNTAGGED), so nothing was written.
+    #[error("{reason}")]
+    Refused {
+        /// What is wrong and what to do.
         reason: String,
     },
     /// The arguments cannot work together.
@@ -70,25 +89,32 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// The gRPC code of the error (`UNKNOWN` for output failures).
-    pub fn code(&self) -> tonic::Code {
+    /// The gRPC code of the error: the server's (or the client's) for
+    /// [`CliError::Client`], `INVALID_ARGUMENT` for usage errors, none for local
+    /// failures.
+    pub fn code(&self) -> Option<tonic::Code> {
         match self {
-            CliError::Client(e) => e.code(),
+            CliError::Client(e) => Some(e.code()),
+            CliError::Usage { .. } => Some(tonic::Code::InvalidArgument),
             CliError::Io(_)
             | CliError::Csv(_)
             | CliError::Json(_)
             | CliError::Arrow(_)
             | CliError::Parquet(_)
-            | CliError::Reconcile { .. } => tonic::Code::Unknown,
-            CliError::Usage { .. } => tonic::Code::InvalidArgument,
+            | CliError::Output { .. }
+            | CliError::Reconcile { .. }
+            | CliError::Refused { .. } => None,
         }
     }
 
-    /// The line printed after `error: `: `CODE: message`, then the chain of causes.
+    /// The line printed after `error: `: `CODE: message` (the message in the CLI's
+    /// words, see [`words`]) or, for local failures, the message alone; then the chain
+    /// of causes.
     pub fn report(&self) -> String {
-        let mut line = match self {
-            CliError::Client(e) => e.to_string(),
-            other => format!("{}: {other}", crate::code_name(other.code())),
+        let mut line = match (self, self.code()) {
+            (CliError::Client(e), _) => words::in_cli_words(&e.to_string()),
+            (other, Some(code)) => format!("{}: {other}", crate::code_name(code)),
+            (other, None) => other.to_string(),
         };
         let mut source = std::error::Error::source(self);
         if let CliError::Client(_) = self {
@@ -121,7 +147,9 @@ impl CliError {
             CliError::Client(_)
             | CliError::Arrow(_)
             | CliError::Parquet(_)
+            | CliError::Output { .. }
             | CliError::Reconcile { .. }
+            | CliError::Refused { .. }
             | CliError::Usage { .. } => None,
         };
         kind == Some(io::ErrorKind::BrokenPipe)
@@ -129,7 +157,8 @@ impl CliError {
 }
 
 /// Entry point of the binary: parses the command line, runs it, prints errors as
-/// `error: <CODE>: <message>` and returns 0, 1 (usage) or 2 (any other error).
+/// `error: <CODE>: <message>` (`error: <message>` for local failures) and returns 0,
+/// 1 (usage) or 2 (any other error).
 pub fn main() -> ExitCode {
     let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,

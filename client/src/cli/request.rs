@@ -14,7 +14,7 @@ impl CostByPrincipalArgs {
     /// The first-page request.
     pub fn to_request(&self) -> proto::CostByPrincipalRequest {
         let (also_group_by, also_group_by_tag_key) =
-            dimensions(&self.also, self.also_tag_key.as_deref());
+            dimensions(&self.also, self.tag_key.as_deref());
         proto::CostByPrincipalRequest {
             time_range: Some(self.scope.time_range()),
             filter: self.scope.filter.to_proto(),
@@ -42,7 +42,7 @@ impl CostByTagArgs {
             granularity: self.cost.granularity.to_proto() as i32,
             page_size: self.scope.page_size,
             page_token: String::new(),
-            tag_key: self.key.clone(),
+            tag_key: self.tag_key.clone(),
             also_group_by,
             also_group_by_tag_key,
             principal_grouping: self.by.to_proto() as i32,
@@ -335,7 +335,7 @@ mod tests {
                 "model,region",
                 "--also",
                 "model",
-                "--also-tag-key",
+                "--tag-key",
                 "team",
                 "--page-size",
                 "50",
@@ -465,7 +465,7 @@ mod tests {
         let cli = parse(&with_range(
             "cost-by-tag",
             &[
-                "--key",
+                "--tag-key",
                 "iamPrincipal/team",
                 "--also",
                 "principal",
@@ -562,6 +562,55 @@ mod tests {
         assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
         let err = parse_err(&["list-models", "--from", "2026-07-01"]);
         assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn the_tag_key_is_tag_key_in_every_command() {
+        use clap::CommandFactory as _;
+        // The flag naming the key to group by, in each command that takes one.
+        for (command, extra) in [
+            ("cost-by-principal", &[][..]),
+            ("cost-by-tag", &[][..]),
+            ("token-usage", &[][..]),
+            ("spend-anomalies", &["--group-by", "tag"][..]),
+        ] {
+            let mut args = with_range(command, &["--tag-key", "iamPrincipal/team"]);
+            args.extend(extra);
+            let argv = std::iter::once("bedrock-attribution").chain(args.iter().copied());
+            if let Err(e) = Cli::try_parse_from(argv) {
+                panic!("{command} --tag-key: {e}");
+            }
+        }
+        let cli = parse(&["chargeback", "--month", "2026-07", "--tag-key", "k"]);
+        assert!(matches!(cli.command, Command::Chargeback(_)));
+        // No other visible flag names a tag key (the second key of cost-by-tag is
+        // --also-tag-key); the old spellings are hidden aliases.
+        for sub in Cli::command().get_subcommands() {
+            for arg in sub.get_arguments() {
+                let long = arg.get_long().unwrap_or_default();
+                let second = sub.get_name() == "cost-by-tag" && long == "also-tag-key";
+                assert!(
+                    !long.ends_with("key") || long == "tag-key" || second,
+                    "{} --{long}",
+                    sub.get_name()
+                );
+            }
+        }
+        let Command::CostByTag(args) =
+            parse(&with_range("cost-by-tag", &["--key", "iamPrincipal/team"])).command
+        else {
+            panic!("wrong command")
+        };
+        assert_eq!(args.to_request().tag_key, "iamPrincipal/team");
+        let Command::CostByPrincipal(args) = parse(&with_range(
+            "cost-by-principal",
+            &["--also-tag-key", "team"],
+        ))
+        .command
+        else {
+            panic!("wrong command")
+        };
+        assert_eq!(args.to_request().also_group_by_tag_key, "team");
     }
 
     #[test]

@@ -850,7 +850,7 @@ in-region,1.0000000000,USD,1000000,0,0,0,1,
         }
         let mut out = Vec::new();
         let err = render_rows(&mut out, Format::Table, &layout(), &answer).expect_err("bad");
-        assert_eq!(err.code(), tonic::Code::Internal);
+        assert_eq!(err.code(), Some(tonic::Code::Internal));
         assert!(
             err.report()
                 .starts_with("INTERNAL: invalid response: row cost: ")

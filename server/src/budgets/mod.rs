@@ -247,8 +247,7 @@ fn scope(draft: &Draft) -> Result<BudgetScope, Error> {
                 "is required with scope.tag: the exact value, e.g. \"search\"",
             ));
         }
-        convert::text(value, convert::MAX_TAG_VALUE_CHARS, "tag values")
-            .map_err(|reason| Error::invalid("scope.tag.value", reason))?;
+        convert::tag_value(value).map_err(|reason| Error::invalid("scope.tag.value", reason))?;
         scope.tag = Some((key, value.clone()));
     }
     if let Some(arn) = set(&draft.principal_arn) {

@@ -9,7 +9,7 @@ use super::hostile_string;
 use crate::{
     error::Error,
     rules::arn::is_account_id,
-    service::convert::{self, MAX_FILTER_VALUES, MAX_TAG_VALUE_CHARS},
+    service::convert::{self, MAX_FILTER_VALUES, MAX_TAG_KEY_CHARS, MAX_TAG_VALUE_CHARS},
 };
 
 fn strings() -> impl Strategy<Value = Vec<String>> {
@@ -79,8 +79,8 @@ proptest! {
                 prop_assert!(checked.payer_account_ids.iter().all(|a| is_account_id(a.as_str())));
                 prop_assert!(checked.account_ids.len() <= MAX_FILTER_VALUES);
                 for t in &checked.tags {
-                    prop_assert!(t.values.iter().all(|v| v.chars().count() <= MAX_TAG_VALUE_CHARS
-                        && !v.chars().any(char::is_control)));
+                    // Any character: the data's values, NUL and TAB included, can be asked for.
+                    prop_assert!(t.values.iter().all(|v| v.chars().count() <= MAX_TAG_VALUE_CHARS));
                 }
                 prop_assert!(checked.principals.iter().all(|p| !p.contains('\0')));
             }
@@ -115,7 +115,8 @@ proptest! {
         match convert::tag_key("tag_key", &key) {
             Ok(k) => {
                 prop_assert_eq!(&k, &key);
-                prop_assert!(!k.is_empty() && !k.chars().any(char::is_control));
+                // Any character but bounded: the data's keys, NUL and TAB included.
+                prop_assert!(!k.is_empty() && k.chars().count() <= 1 + 32 + MAX_TAG_KEY_CHARS);
             }
             Err(e) => prop_assert!(matches!(e, Error::InvalidArgument { .. }), "{:?}", e),
         }

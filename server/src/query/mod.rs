@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod page;
 pub mod plan;
 pub mod spec;
+pub mod tag_notes;
 
 pub use answer::{Answer, GroupRow, Key, run, run_with};
 pub use plan::LayerChoice;

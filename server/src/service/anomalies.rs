@@ -86,6 +86,10 @@ impl AttributionApi {
             anomalies::day_of(spec.start.timestamp_micros()),
             anomalies::day_of(spec.end.timestamp_micros()),
         );
+        // A grouped tag key no line item carries, said before the series moves on.
+        let tag_notes = self
+            .tag_key_notes(&request, &snapshot, &series_spec, &series)
+            .await?;
         // Finding them is CPU work over the whole series: on the query pool, within the
         // request's deadline, like the query itself.
         let found = self
@@ -100,6 +104,7 @@ impl AttributionApi {
             .collect();
         record_rows("SpendAnomalies", items.len());
         let mut notes = notes(&snapshot, &series_spec);
+        notes.extend(tag_notes);
         notes.extend(partial_day_note(&snapshot, first, end));
         Ok(Response::new(pb::SpendAnomaliesResponse {
             anomalies: items,

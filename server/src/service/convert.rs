@@ -182,15 +182,11 @@ pub fn grouping(field: &'static str, value: i32) -> Result<PrincipalGrouping, Er
     })
 }
 
-/// Whether `c` may appear in a tag key: the AWS tag key characters (letters, digits,
-/// spaces, `_ . : / = + - @`) and the quotes that CUR keys of cost categories and user
-/// attributes carry (data contract §4).
-fn tag_key_char(c: char) -> bool {
-    c.is_alphanumeric() || c == ' ' || "_.:/=+-@'\"".contains(c)
-}
-
 /// A tag key as callers send it: non-empty, a source prefix and at most 128 characters
-/// after it, AWS tag key characters; matched exactly.
+/// after it; matched exactly. Any character is accepted, control characters included:
+/// keys are the data's strings (data contract §4), a caller may ask for every key it can
+/// see in an answer or a listing, and a key is only ever compared with the data, never
+/// put into SQL or a log line unquoted.
 pub fn tag_key(field: &'static str, key: &str) -> Result<String, Error> {
     if key.is_empty() {
         return Err(Error::invalid(
@@ -209,15 +205,19 @@ pub fn tag_key(field: &'static str, key: &str) -> Result<String, Error> {
             ),
         ));
     }
-    if let Some(bad) = key.chars().find(|c| !tag_key_char(*c)) {
-        return Err(Error::invalid(
-            field,
-            format!(
-                "contains {bad:?}; tag keys hold letters, digits, spaces and _ . : / = + - @ (and quotes), e.g. \"iamPrincipal/team\""
-            ),
+    Ok(key.to_owned())
+}
+
+/// A tag value as callers send it: at most [`MAX_TAG_VALUE_CHARS`] characters, any of
+/// them (see [`tag_key`]: values the data holds, NUL and TAB included, can be asked for).
+pub fn tag_value(value: &str) -> Result<(), String> {
+    let chars = value.chars().count();
+    if chars > MAX_TAG_VALUE_CHARS {
+        return Err(format!(
+            "is {chars} characters long; tag values are at most {MAX_TAG_VALUE_CHARS}"
         ));
     }
-    Ok(key.to_owned())
+    Ok(())
 }
 
 /// Dimensions from proto values; DIMENSION_TAG takes `tag_key`.
@@ -423,9 +423,7 @@ pub fn filter(filter: Option<&pb::Filter>) -> Result<Filter, Error> {
         .map(|t| {
             Ok(TagFilter {
                 key: tag_key("filter.tags.key", &t.key)?,
-                values: strings("filter.tags.values", &t.values, |v| {
-                    text(v, MAX_TAG_VALUE_CHARS, "tag values")
-                })?,
+                values: strings("filter.tags.values", &t.values, tag_value)?,
                 untagged: t.untagged,
             })
         })
@@ -444,14 +442,17 @@ pub fn filter(filter: Option<&pb::Filter>) -> Result<Filter, Error> {
     })
 }
 
-/// The `key_prefix` of ListTagKeys: at most a tag key long.
+/// The `key_prefix` of ListTagKeys: at most a tag key long, any characters (a prefix
+/// of any key [`tag_key`] accepts).
 pub fn key_prefix(prefix: &str) -> Result<&str, Error> {
-    text(
-        prefix,
-        MAX_TAG_KEY_CHARS + MAX_TAG_SOURCE_CHARS + 1,
-        "key prefixes",
-    )
-    .map_err(|reason| Error::invalid("key_prefix", reason))?;
+    let chars = prefix.chars().count();
+    let max = MAX_TAG_KEY_CHARS + MAX_TAG_SOURCE_CHARS + 1;
+    if chars > max {
+        return Err(Error::invalid(
+            "key_prefix",
+            format!("is {chars} characters long; key prefixes are at most {max}"),
+        ));
+    }
     Ok(prefix)
 }
 

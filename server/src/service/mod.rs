@@ -29,6 +29,7 @@ use crate::{
         cache::AnswerCache,
         discovery,
         page::{self, PageKeys},
+        tag_notes,
     },
     snapshot::Snapshot,
     telemetry::{self, rpc::record_rows, rpc::record_spec},
@@ -335,6 +336,11 @@ impl AttributionApi {
             &caller,
         )?;
         let answer = self.answer(request, &snapshot, &spec, fingerprint).await?;
+        let mut notes = notes(&snapshot, &spec);
+        notes.extend(
+            self.tag_key_notes(request, &snapshot, &spec, &answer)
+                .await?,
+        );
         let rows = page::slice(&answer.rows, page)
             .iter()
             .map(|group| {
@@ -369,7 +375,7 @@ impl AttributionApi {
             total_tokens: convert::tokens(answer.tokens),
             info: pb::AnswerInfo {
                 snapshot_version: snapshot.version,
-                notes: notes(&snapshot, &spec),
+                notes,
             },
             cache_savings: answer
                 .cache_savings
@@ -377,6 +383,28 @@ impl AttributionApi {
                 .map(|(c, a)| convert::money(c, a.rounded()))
                 .collect(),
         })
+    }
+
+    /// Notes for the tag keys of `spec` that `answer` found no value of (see
+    /// [`query::tag_notes`]); the range's keys are looked up only then.
+    async fn tag_key_notes<T>(
+        &self,
+        request: &Request<T>,
+        snapshot: &Arc<Snapshot>,
+        spec: &QuerySpec,
+        answer: &query::Answer,
+    ) -> Result<Vec<String>, Error> {
+        let unfound = tag_notes::unfound_keys(spec, answer);
+        if unfound.is_empty() {
+            return Ok(Vec::new());
+        }
+        let range = tag_notes::range_spec(spec);
+        let (keys, _) = self
+            .on_pool(request, snapshot, &range, |ctx, snapshot, spec| async move {
+                discovery::tag_keys(&ctx, &snapshot, &spec).await
+            })
+            .await?;
+        Ok(tag_notes::notes(spec, &unfound, &keys))
     }
 
     async fn run_discovery<T>(

@@ -345,7 +345,10 @@ async fn budgets_are_created_listed_deleted_and_validated() {
         ),
         (
             "scope.tag.key",
-            Box::new(|r| r.scope.as_mut().unwrap().tag.as_mut().unwrap().key = "team\u{0}".into()),
+            Box::new(|r| {
+                r.scope.as_mut().unwrap().tag.as_mut().unwrap().key =
+                    format!("iamPrincipal/{}", "k".repeat(129))
+            }),
         ),
         (
             "scope.tag.value",

@@ -121,11 +121,11 @@ async fn every_bad_field_is_named_in_bad_request_details() {
             proto::CostByPrincipalRequest {
                 time_range: may(),
                 also_group_by: vec![proto::Dimension::Tag.into()],
-                also_group_by_tag_key: "iamPrincipal/team\0".into(),
+                also_group_by_tag_key: format!("{}/team", "s".repeat(33)),
                 ..Default::default()
             },
             "also_group_by_tag_key",
-            "contains '\\0'",
+            "at most 128 characters after their source prefix",
         ),
         (
             with_filter(proto::Filter {

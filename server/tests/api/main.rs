@@ -19,6 +19,7 @@ mod golden;
 mod invalid;
 mod limits;
 mod manifest;
+mod mistakes;
 mod observability;
 mod process;
 mod queries;
