@@ -114,10 +114,33 @@ fn kind(a: &proto::SpendAnomaly) -> String {
         .to_ascii_lowercase()
 }
 
-/// A double as the table shows it: Rust's shortest round-trip form, `inf` for infinity,
+/// A double as CSV writes it: Rust's shortest round-trip form, `inf` for infinity,
 /// empty when unset.
 fn double(v: Option<f64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// Significant digits of a ratio in the table: a person compares `4.707` with `3`, not
+/// `4.706533420661826`.
+const TABLE_DIGITS: i32 = 4;
+
+/// A double as the table shows it: [`TABLE_DIGITS`] significant digits (whole numbers
+/// from 10^4 up), `inf` for infinity, empty when unset.
+fn significant(v: Option<f64>) -> String {
+    let Some(v) = v else {
+        return String::new();
+    };
+    if !v.is_finite() || v == 0.0 {
+        return v.to_string();
+    }
+    let places =
+        |x: f64| usize::try_from(TABLE_DIGITS - 1 - x.abs().log10().floor() as i32).unwrap_or(0);
+    let text = format!("{v:.*}", places(v));
+    // Rounding can carry into one more digit (9.9996 -> 10.000): one place fewer.
+    match text.parse::<f64>() {
+        Ok(r) if places(r) < places(v) => format!("{v:.*}", places(r)),
+        _ => text,
+    }
 }
 
 /// Writes a SpendAnomalies answer (all pages) in `format`.
@@ -158,6 +181,13 @@ pub fn render_anomalies(
         if g.is_empty() && format == Format::Table {
             g = labels::NONE.to_owned();
         }
+        let ratio = |v: Option<f64>| {
+            if format == Format::Csv {
+                double(v)
+            } else {
+                significant(v)
+            }
+        };
         table.push(vec![
             g,
             a.day
@@ -173,8 +203,8 @@ pub fn render_anomalies(
             )?,
             amount(a.excess.as_ref(), "excess")?,
             observed.currency_code,
-            double(a.factor),
-            double(a.robust_z),
+            ratio(a.factor),
+            ratio(a.robust_z),
             a.baseline_days_counted.to_string(),
             a.line_items.to_string(),
         ]);
@@ -345,6 +375,30 @@ mod tests {
     }
 
     #[test]
+    fn the_table_shows_ratios_to_four_significant_digits() {
+        let shown: Vec<String> = [
+            Some(4.706533420661826),
+            Some(495.9966941629334),
+            Some(333.8706961843609),
+            Some(9.99996),
+            Some(0.0123456),
+            Some(123_456.7),
+            Some(3.0),
+            Some(f64::INFINITY),
+            None,
+        ]
+        .into_iter()
+        .map(significant)
+        .collect();
+        assert_eq!(
+            shown,
+            [
+                "4.707", "496.0", "333.9", "10.00", "0.01235", "123457", "3.000", "inf", ""
+            ]
+        );
+    }
+
+    #[test]
     fn renders_every_format() {
         let usd = |exact: &str| proto::Money {
             currency_code: "USD".into(),
@@ -365,11 +419,11 @@ mod tests {
                 }),
                 kind: proto::AnomalyKind::Spike as i32,
                 observed: Some(usd("43.3253310750")),
-                baseline: Some(usd("0.0000000000")),
-                median_absolute_deviation: Some(usd("0.0000000000")),
-                excess: Some(usd("43.3253310750")),
-                robust_z: Some(f64::INFINITY),
-                factor: None,
+                baseline: Some(usd("0.0873500400")),
+                median_absolute_deviation: Some(usd("0.0873500400")),
+                excess: Some(usd("43.2379810350")),
+                robust_z: Some(333.8706961843609),
+                factor: Some(495.9966941629334),
                 baseline_days_counted: 13,
                 line_items: 24,
                 ..Default::default()
@@ -385,15 +439,19 @@ mod tests {
         assert_eq!(
             csv,
             "principal,day,kind,observed,baseline,median_absolute_deviation,excess,currency,factor,robust_z,baseline_days_counted,line_items\n\
-             arn:aws:iam::210987654321:role/rag-indexer,2026-07-27,spike,43.3253310750,0.0000000000,0.0000000000,43.3253310750,USD,,inf,13,24\n"
+             arn:aws:iam::210987654321:role/rag-indexer,2026-07-27,spike,43.3253310750,0.0873500400,0.0873500400,43.2379810350,USD,495.9966941629334,333.8706961843609,13,24\n"
         );
         let json: Value = serde_json::from_str(&render(Format::Json)).expect("json");
-        assert_eq!(json["anomalies"][0]["robust_z"], "Infinity");
-        assert_eq!(json["anomalies"][0]["factor"], Value::Null);
+        assert_eq!(json["anomalies"][0]["robust_z"], 333.8706961843609);
+        assert_eq!(json["anomalies"][0]["factor"], 495.9966941629334);
+        assert_eq!(json_double(Some(f64::INFINITY)), "Infinity");
+        assert_eq!(json_double(None), Value::Null);
         assert_eq!(json["anomalies"][0]["observed"]["amount"], "43.3253310750");
         assert_eq!(json["anomalies"][0]["day"], "2026-07-27T00:00:00Z");
         let table = render(Format::Table);
         assert!(table.starts_with("PRINCIPAL"), "{table}");
         assert!(table.contains("2026-07-27  spike"), "{table}");
+        // FACTOR and ROBUST Z to four significant digits; CSV and JSON keep every digit.
+        assert!(table.contains("USD        496.0     333.9"), "{table}");
     }
 }

@@ -41,6 +41,10 @@ pub const DEFAULT_BASELINE_DAYS: u32 = 14;
 pub const MIN_BASELINE_DAYS: u32 = 3;
 /// Most baseline days: a quarter of a year.
 pub const MAX_BASELINE_DAYS: u32 = 90;
+/// Fewest counted days a spike is judged against (or all `baseline_days` when fewer): a
+/// shorter history does not hold a week's rhythm (a Monday after a group's first
+/// weekend is not a spike).
+pub const MIN_COUNTED_DAYS: u32 = 7;
 
 /// An amount in quarters of 1e-10 rounded half-even to units of 1e-10.
 fn round_quarters(q: i128) -> i128 {
@@ -140,23 +144,42 @@ pub fn day_of(micros: i64) -> i64 {
 /// Daily spend and line items of one group, by day since the epoch.
 type Series = BTreeMap<i64, (i128, i64)>;
 
+/// What [`find`] found: the anomalies, and the groups it could not judge.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Found {
+    /// Anomalies ordered by excess descending, then group, currency and day.
+    pub anomalies: Vec<Anomaly>,
+    /// Groups (and currencies) with an examined day whose window holds none of their
+    /// line items and starts before the first day of data: no baseline yet, so neither
+    /// NEW nor a spike.
+    pub without_baseline: usize,
+}
+
 /// The anomalies of the days `[first_day, end_day)` in a daily series (the answer of
 /// [`series_spec`]), ordered by excess descending, then group, currency and day.
+/// `data_first_day` is the first day with any line item in the data (not only in the
+/// series): a window starting before it is not covered by data.
 ///
 /// Only days on which a group has line items are examined. Each examined day `d` is
 /// compared with the window `[d - baseline_days, d)`: counted from the group's first
-/// day with line items in it, days without line items count as zero spend. A group
-/// with no line items in the window is NEW on `d` when it spends more than zero and at
-/// least `min_excess`; otherwise `d` is a SPIKE when spend exceeds the baseline (the
-/// window's median, to ten places) by more than zero and at least `min_excess`, is at
-/// least `min_factor` times the baseline, and its robust z-score is at least
-/// `min_robust_z`.
+/// day with line items in it, days without line items count as zero spend.
+/// - A group with no line items in the window is NEW on `d` when the data covers the
+///   window (`d - baseline_days >= data_first_day`) and it spends more than zero and at
+///   least `min_excess`; when the window starts before the data, the group has no
+///   baseline yet (counted in [`Found::without_baseline`]).
+/// - Otherwise `d` is a SPIKE when at least [`MIN_COUNTED_DAYS`] days are counted (all
+///   of the window when it is shorter), the baseline (the window's median, to ten
+///   places) is positive, spend exceeds it by more than zero and at least `min_excess`, is at least
+///   `min_factor` times it, and its robust z-score is at least `min_robust_z`. A zero
+///   median means the group spent on half or fewer of its counted days (a weekly job, an
+///   occasional user): such days are not compared, as every run would look infinite.
 pub async fn find(
     series: &Answer,
     first_day: i64,
     end_day: i64,
+    data_first_day: i64,
     thresholds: &Thresholds,
-) -> Vec<Anomaly> {
+) -> Found {
     let mut groups: BTreeMap<(Option<Key>, String), Series> = BTreeMap::new();
     for row in &series.rows {
         let (Some(bucket), Some(key)) = (row.bucket, row.keys.first()) else {
@@ -171,13 +194,20 @@ pub async fn find(
         day.1 += row.line_items;
     }
     let mut found = Vec::new();
+    let mut without_baseline = 0;
     for (i, ((key, currency), days)) in groups.iter().enumerate() {
         if i % 256 == 255 {
             // A point where a request past its deadline can be aborted.
             tokio::task::yield_now().await;
         }
+        let mut judged = true;
         for (&day, &(observed, line_items)) in days.range(first_day..end_day) {
-            if let Some((kind, stats)) = examine(days, day, observed, thresholds) {
+            let covered = day - i64::from(thresholds.baseline_days) >= data_first_day;
+            let verdict = examine(days, day, observed, covered, thresholds);
+            if matches!(verdict, Verdict::NoBaseline) {
+                judged = false;
+            }
+            if let Verdict::Anomaly(kind, stats) = verdict {
                 found.push(Anomaly {
                     key: key.clone(),
                     currency: currency.clone(),
@@ -193,6 +223,9 @@ pub async fn find(
                 });
             }
         }
+        if !judged {
+            without_baseline += 1;
+        }
     }
     found.sort_by(|a, b| {
         b.excess()
@@ -201,7 +234,21 @@ pub async fn find(
             .then_with(|| a.currency.cmp(&b.currency))
             .then_with(|| a.day.cmp(&b.day))
     });
-    found
+    Found {
+        anomalies: found,
+        without_baseline,
+    }
+}
+
+/// What [`examine`] makes of one day.
+#[derive(Debug)]
+enum Verdict {
+    /// Not an anomaly.
+    Normal,
+    /// No line items in a window that starts before the data: nothing to compare with.
+    NoBaseline,
+    /// An anomaly of this kind, with its window statistics.
+    Anomaly(AnomalyKind, Stats),
 }
 
 /// Window statistics of one examined day.
@@ -215,17 +262,18 @@ struct Stats {
 }
 
 /// Whether `day` (spending `observed`) is an anomaly of the group whose series is
-/// `days`, and its window statistics.
-fn examine(
-    days: &Series,
-    day: i64,
-    observed: i128,
-    t: &Thresholds,
-) -> Option<(AnomalyKind, Stats)> {
+/// `days`, and its window statistics; `covered`: the data covers the whole window.
+fn examine(days: &Series, day: i64, observed: i128, covered: bool, t: &Thresholds) -> Verdict {
     let window = days.range(day - i64::from(t.baseline_days)..day);
     let Some((&first, _)) = window.clone().next() else {
-        let new = observed > 0 && observed >= t.min_excess;
-        return new.then(|| (AnomalyKind::New, Stats::default()));
+        if !covered {
+            return Verdict::NoBaseline;
+        }
+        return if observed > 0 && observed >= t.min_excess {
+            Verdict::Anomaly(AnomalyKind::New, Stats::default())
+        } else {
+            Verdict::Normal
+        };
     };
     // Zero-filled from the first day with line items in the window.
     let mut values = vec![0i128; usize::try_from(day - first).unwrap_or(0)];
@@ -238,14 +286,19 @@ fn examine(
         }
     }
     let counted = u32::try_from(values.len()).unwrap_or(u32::MAX);
+    if counted < t.baseline_days.min(MIN_COUNTED_DAYS) {
+        return Verdict::Normal;
+    }
     let (median, mad) = median_and_mad(&mut values);
     let (median, mad) = (round_quarters(median), round_quarters(mad));
     let excess = observed - median;
-    if excess <= 0 || excess < t.min_excess {
-        return None;
+    // A zero (or negative) median: the group spends on half or fewer of its counted
+    // days, so any spending day would be infinitely far from it.
+    if median <= 0 || excess <= 0 || excess < t.min_excess {
+        return Verdict::Normal;
     }
     if !at_least_factor(observed, median, t.min_factor) {
-        return None;
+        return Verdict::Normal;
     }
     let robust_z = if mad == 0 {
         f64::INFINITY
@@ -253,18 +306,18 @@ fn examine(
         excess as f64 / (MAD_SCALE * mad as f64)
     };
     if robust_z < t.min_robust_z {
-        return None;
+        return Verdict::Normal;
     }
-    Some((
+    Verdict::Anomaly(
         AnomalyKind::Spike,
         Stats {
             median,
             mad,
             robust_z: Some(robust_z),
-            factor: (median > 0).then(|| observed as f64 / median as f64),
+            factor: Some(observed as f64 / median as f64),
             counted,
         },
-    ))
+    )
 }
 
 /// `observed >= factor * median`, exactly: with `factor = m * 10^-s`,
@@ -348,11 +401,17 @@ mod tests {
         }
     }
 
-    fn run(series: &Answer, first: i64, end: i64, t: &Thresholds) -> Vec<Anomaly> {
+    /// The anomalies of `[first, end)`, the data starting on day `data`.
+    fn found(series: &Answer, first: i64, end: i64, data: i64, t: &Thresholds) -> Found {
         tokio::runtime::Builder::new_current_thread()
             .build()
-            .map(|rt| rt.block_on(find(series, first, end, t)))
+            .map(|rt| rt.block_on(find(series, first, end, data, t)))
             .unwrap_or_default()
+    }
+
+    /// The anomalies of `[first, end)`, the data starting on day 0.
+    fn run(series: &Answer, first: i64, end: i64, t: &Thresholds) -> Vec<Anomaly> {
+        found(series, first, end, 0, t).anomalies
     }
 
     #[test]
@@ -413,29 +472,103 @@ mod tests {
 
     #[test]
     fn new_groups_short_windows_and_zero_days() {
-        // Spends 50 on day 20 only: new (nothing in days 6..20).
+        // Spends 50 on day 20 only: new (nothing in days 6..20, which the data covers).
         let found = run(&series(&[(3, 7), (20, 50)]), 14, 28, &thresholds());
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].kind, found[0].day), (AnomalyKind::New, 20));
         assert_eq!(found[0].excess(), 50 * UNIT);
         assert_eq!((found[0].robust_z, found[0].factor), (None, None));
-        // Spent 7 on day 10, nothing since: window of day 20 counts days 10..20, nine
-        // zeros and the 7: median 0, MAD 0 -> infinite z, no factor.
-        let found = run(&series(&[(10, 7), (20, 50)]), 14, 28, &thresholds());
-        assert_eq!(found.len(), 1);
-        let a = &found[0];
-        assert_eq!((a.kind, a.counted_days), (AnomalyKind::Spike, 10));
-        assert_eq!((a.baseline, a.mad), (0, 0));
-        assert_eq!((a.robust_z, a.factor), (Some(f64::INFINITY), None));
-        // Below min_excess: neither new nor spike.
+        // Below min_excess: not new.
         let t = Thresholds {
             min_excess: 51 * UNIT,
             ..thresholds()
         };
-        assert!(run(&series(&[(10, 7), (20, 50)]), 14, 28, &t).is_empty());
         assert!(run(&series(&[(20, 50)]), 14, 28, &t).is_empty());
         // Days outside [first, end) are not examined.
         assert!(run(&series(&[(20, 50)]), 21, 28, &thresholds()).is_empty());
+    }
+
+    #[test]
+    fn no_baseline_yet_where_the_window_starts_before_the_data() {
+        // The data starts on day 10: day 20's window (6..20) is not covered, so a group
+        // first spending on day 20 has no baseline yet; from day 24 on (window 10..24)
+        // a group first spending is new.
+        let s = series(&[(20, 50), (21, 50), (25, 50)]);
+        let f = found(&s, 14, 28, 10, &thresholds());
+        assert_eq!((f.anomalies.len(), f.without_baseline), (0, 1), "{f:?}");
+        let s = series(&[(24, 50)]);
+        let f = found(&s, 14, 28, 10, &thresholds());
+        assert_eq!(f.without_baseline, 0);
+        assert_eq!(
+            f.anomalies
+                .iter()
+                .map(|a| (a.day, a.kind))
+                .collect::<Vec<_>>(),
+            [(24, AnomalyKind::New)]
+        );
+        // One day earlier the window (9..23) starts before the data.
+        let f = found(&series(&[(23, 50)]), 14, 28, 10, &thresholds());
+        assert_eq!((f.anomalies.len(), f.without_baseline), (0, 1));
+    }
+
+    #[test]
+    fn a_spike_needs_a_week_of_history() {
+        // Weekdays 30, weekends 1, from day 0 (a Friday): on the first Monday (day 3)
+        // three days are counted (30, 1, 1: median 1), too few to hold a week; from day
+        // 7 on the median is a weekday's, and a tenfold Wednesday (day 12) is a spike.
+        let days: Vec<(i64, i128)> = (0..20)
+            .map(|d| match d % 7 {
+                1 | 2 => (d, 1),
+                _ if d == 12 => (d, 300),
+                _ => (d, 30),
+            })
+            .collect();
+        let found = run(&series(&days), 1, 20, &thresholds());
+        assert_eq!(
+            found
+                .iter()
+                .map(|a| (a.day, a.kind, a.counted_days))
+                .collect::<Vec<_>>(),
+            [(12, AnomalyKind::Spike, 12)]
+        );
+        assert_eq!(found[0].baseline, 30 * UNIT);
+        // With a three-day window, three counted days are the whole window: day 3 is
+        // judged against 30, 1, 1 (and day 10, the next Monday, too).
+        let t = Thresholds {
+            baseline_days: 3,
+            ..thresholds()
+        };
+        let mondays: Vec<i64> = run(&series(&days), 1, 20, &t)
+            .iter()
+            .filter(|a| a.day % 7 == 3)
+            .map(|a| a.day)
+            .collect();
+        assert_eq!(mondays, [3, 10, 17]);
+    }
+
+    #[test]
+    fn a_zero_median_is_not_a_baseline() {
+        // Spent 7 on day 10, nothing since: day 20's window counts days 10..20, nine
+        // zeros and the 7: median 0, so day 20 is not compared (it was an infinite z).
+        assert!(run(&series(&[(10, 7), (20, 50)]), 14, 28, &thresholds()).is_empty());
+        // A weekly job: the same amount every seventh day is never flagged, and neither
+        // is a tenfold run (its window has two or three runs: median 0).
+        let weekly: Vec<(i64, i128)> = (0..9)
+            .map(|w| (w * 7, if w == 6 { 300 } else { 30 }))
+            .collect();
+        assert!(run(&series(&weekly), 14, 63, &thresholds()).is_empty());
+        // Weekdays only (five days of seven): the median is a weekday's spend, so a
+        // Monday after a quiet weekend is normal and a tenfold weekday is a spike.
+        let weekdays: Vec<(i64, i128)> = (0..63)
+            .filter(|d| d % 7 < 5)
+            .map(|d| (d, if d == 50 { 100 } else { 10 }))
+            .collect();
+        let found = run(&series(&weekdays), 14, 63, &thresholds());
+        assert_eq!(
+            found.iter().map(|a| (a.day, a.kind)).collect::<Vec<_>>(),
+            [(50, AnomalyKind::Spike)]
+        );
+        assert_eq!(found[0].baseline, 10 * UNIT);
     }
 
     /// The hand-computed case of `duckdb_anomalies.py --self-test`, here too, so that
@@ -464,6 +597,7 @@ mod tests {
                 row("USD", Some("c"), 1, 2 * UNIT, 1),
                 row("USD", Some("c"), 5, 3 * UNIT, 1),
                 row("USD", None, 7, UNIT / 2, 1),
+                row("EUR", Some("d"), 2, 4 * UNIT, 1),
                 row("EUR", Some("d"), 3, 4 * UNIT, 1),
                 row("EUR", Some("d"), 4, 4 * UNIT, 1),
                 row("EUR", Some("d"), 5, 4 * UNIT, 1),
@@ -475,8 +609,10 @@ mod tests {
             baseline_days: 4,
             ..thresholds()
         };
-        let found = run(&series, day0 + 4, day0 + 8, &t);
+        let found_on = |first: i64| self::found(&series, first, day0 + 8, day0, &t);
+        let found = found_on(day0 + 4);
         let brief: Vec<_> = found
+            .anomalies
             .iter()
             .map(|a| {
                 (
@@ -516,30 +652,64 @@ mod tests {
                 4 * UNIT,
                 0,
                 8 * UNIT,
-                3,
+                4,
                 Some(inf),
                 Some(3.0),
             ),
+            // c: 2, 0, 0, 0 (zero-filled from its first day with line items) has a
+            // median of zero: not compared.
             ("b".to_owned(), 6, new, 0, 0, 5 * UNIT, 0, None, None),
-            ("c".to_owned(), 5, spike, 0, 0, 3 * UNIT, 4, Some(inf), None),
         ];
         assert_eq!(brief, want);
+        assert_eq!(found.without_baseline, 0);
+        // From the second day of data on: c's day 1 and d's day 2 have windows that
+        // start before the data and hold none of their line items.
+        let earlier = found_on(day0 + 1);
+        assert_eq!(earlier.anomalies, found.anomalies);
+        assert_eq!(earlier.without_baseline, 2);
+        // A week's rhythm: with a window of five days, d's four counted days are too few.
+        let short = Thresholds {
+            baseline_days: 5,
+            ..t.clone()
+        };
+        let short = self::found(&series, day0 + 4, day0 + 8, day0, &short);
+        assert!(
+            short
+                .anomalies
+                .iter()
+                .all(|a| a.key.as_ref().and_then(Key::text) != Some("d")),
+            "{short:?}"
+        );
     }
 
     #[test]
     fn ordered_by_excess_then_group_then_day() {
-        let mut s = series(&[(1, 5), (2, 5), (8, 20)]);
-        let mut other = series(&[(2, 20), (5, 20)]);
+        let mut s = series(&[(1, 20), (2, 20), (3, 20), (4, 80)]);
+        let mut other = series(&[(1, 20), (2, 20), (3, 20), (4, 80)]);
         for r in &mut other.rows {
             r.keys = vec![None];
         }
         s.rows.extend(other.rows);
-        let found = run(&s, 0, 10, &thresholds());
-        let order: Vec<_> = found.iter().map(|a| (a.key.is_some(), a.day)).collect();
-        // Excess 20: the None group new on day 2 and spiking on day 5 (window 20, 0, 0:
-        // median 0), then alice on day 8 (window 5, 5, 0, 0, 0, 0, 0: median 0): ties
-        // by group (None first), then day. Then alice new on day 1 with 5; her day 2
-        // (5 against a median of 5) is not above its baseline.
-        assert_eq!(order, [(false, 2), (false, 5), (true, 8), (true, 1)]);
+        let t = Thresholds {
+            baseline_days: 3,
+            ..thresholds()
+        };
+        let found = found(&s, 0, 10, -10, &t).anomalies;
+        let order: Vec<_> = found
+            .iter()
+            .map(|a| (a.key.is_some(), a.day, a.kind))
+            .collect();
+        // Excess 60: both groups' fourfold day 4 (ties by group, None first); excess 20:
+        // both new on day 1.
+        let (spike, new) = (AnomalyKind::Spike, AnomalyKind::New);
+        assert_eq!(
+            order,
+            [
+                (false, 4, spike),
+                (true, 4, spike),
+                (false, 1, new),
+                (true, 1, new)
+            ]
+        );
     }
 }

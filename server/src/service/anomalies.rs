@@ -90,12 +90,16 @@ impl AttributionApi {
         let tag_notes = self
             .tag_key_notes(&request, &snapshot, &series_spec, &series)
             .await?;
+        let data_first_day = first_day_of_data(&snapshot);
         // Finding them is CPU work over the whole series: on the query pool, within the
         // request's deadline, like the query itself.
-        let found = self
+        let anomalies::Found {
+            anomalies: found,
+            without_baseline,
+        } = self
             .pool
             .run(deadline, async move {
-                Ok(anomalies::find(&series, first, end, &thresholds).await)
+                Ok(anomalies::find(&series, first, end, data_first_day, &thresholds).await)
             })
             .await?;
         let items: Vec<pb::SpendAnomaly> = page::slice(&found, page)
@@ -106,6 +110,7 @@ impl AttributionApi {
         let mut notes = notes(&snapshot, &series_spec);
         notes.extend(tag_notes);
         notes.extend(partial_day_note(&snapshot, first, end));
+        notes.extend(no_baseline_note(without_baseline, data_first_day));
         Ok(Response::new(pb::SpendAnomaliesResponse {
             anomalies: items,
             next_page_token: self.page_keys.next_token(
@@ -265,6 +270,36 @@ fn partial_day_note(snapshot: &Snapshot, first: i64, end: i64) -> Option<String>
             .unwrap_or_default();
         format!(
             "{date} is the last day with data and may be partial: CUR line items arrive up to a day late"
+        )
+    })
+}
+
+/// The first day with any line item in the snapshot (days since the epoch): a window
+/// that starts before it is not covered by data. Without data, no day is.
+fn first_day_of_data(snapshot: &Snapshot) -> i64 {
+    snapshot
+        .periods
+        .iter()
+        .filter_map(|p| p.usage_span.map(|(lo, _)| lo))
+        .min()
+        .map_or(i64::MAX, anomalies::day_of)
+}
+
+/// A note counting the groups that spend on examined days whose baseline window starts
+/// before the first day of data and holds none of their line items: they have no
+/// baseline yet, which is not an anomaly.
+fn no_baseline_note(groups: usize, data_first_day: i64) -> Option<String> {
+    (groups > 0).then(|| {
+        let date = chrono::DateTime::from_timestamp(data_first_day * 86_400, 0)
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        let (has, its) = if groups == 1 {
+            ("group has", "its")
+        } else {
+            ("groups have", "their")
+        };
+        format!(
+            "{groups} {has} no baseline yet: on examined days {its} baseline window starts before the first day of data ({date}) and holds none of {its} line items, which is neither new nor a spike"
         )
     })
 }

@@ -253,15 +253,13 @@ async fn planted_tenfold_day_is_found_and_steady_heavy_user_is_not() {
     let spike = proto::AnomalyKind::Spike as i32;
     let new = proto::AnomalyKind::New as i32;
     // The weekly job spends on Mondays only: its median over fourteen zero-filled days
-    // is zero, so each Monday is a spike (see docs/anomalies.md).
+    // is zero, which is no baseline, so its Mondays are not spikes (they all were
+    // before the rule). The heavy user's quiet weekends keep its median a weekday's.
     let mut want = vec![
         (ALICE, "2026-06-17".to_owned(), spike),
         (NEWJOB, "2026-06-20".to_owned(), new),
         (EURO, "2026-06-25".to_owned(), spike),
     ];
-    for monday in [1, 8, 15, 22, 29] {
-        want.push((WEEKLY, format!("2026-06-{monday:02}"), spike));
-    }
     let mut sorted = found.clone();
     sorted.sort();
     want.sort();
@@ -269,8 +267,9 @@ async fn planted_tenfold_day_is_found_and_steady_heavy_user_is_not() {
     assert!(
         !found
             .iter()
-            .any(|(who, _, _)| *who == HEAVY || *who == TINY)
+            .any(|(who, _, _)| *who == HEAVY || *who == TINY || *who == WEEKLY)
     );
+    assert_eq!(no_baseline_count(answer.info.as_ref()), 0);
 
     // The planted day: observed and baseline equal the generated amounts exactly.
     let a = answer.anomalies.iter().find(|a| arn(a) == ALICE).unwrap();
@@ -306,11 +305,6 @@ async fn planted_tenfold_day_is_found_and_steady_heavy_user_is_not() {
         (None, None, 0)
     );
     assert_eq!(n.principal.as_ref().unwrap().session_name, "nightly");
-
-    // The weekly job's Mondays: baseline zero, infinite z, no factor.
-    let w = answer.anomalies.iter().find(|a| arn(a) == WEEKLY).unwrap();
-    assert_eq!(exact(w.baseline.as_ref().unwrap()), Decimal::ZERO);
-    assert_eq!((w.robust_z, w.factor), (Some(f64::INFINITY), None));
 
     // Ordered by excess, descending.
     let excess: Vec<Decimal> = answer
@@ -348,6 +342,58 @@ async fn planted_tenfold_day_is_found_and_steady_heavy_user_is_not() {
         .await
         .unwrap();
     assert_eq!(paged.anomalies, answer.anomalies);
+    server.stop().await;
+}
+
+/// The number in the answer's "N groups have no baseline yet" note (0 without it).
+fn no_baseline_count(info: Option<&proto::AnswerInfo>) -> u64 {
+    let notes = info.map(|i| i.notes.as_slice()).unwrap_or_default();
+    let counts: Vec<u64> = notes
+        .iter()
+        .filter(|n| n.contains("no baseline yet"))
+        .map(|n| n.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(counts.len() <= 1, "{notes:?}");
+    counts.first().copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_first_days_of_data_have_no_baseline_and_nothing_is_new() {
+    // The export starts on 2026-05-01: every caller spends from its first days, whose
+    // windows reach back before the data. Without the rule each was NEW on its first
+    // day (and the heavy user's first Monday, against a history of one weekday and a
+    // weekend, a fiftyfold spike).
+    let server = TestServer::start(&[export()]).await;
+    let may = proto::SpendAnomaliesRequest {
+        time_range: range("2026-05-01T00:00:00Z", "2026-06-01T00:00:00Z"),
+        ..by_principal()
+    };
+    let answer = server.client.spend_anomalies_all(may).await.unwrap();
+    let found: Vec<_> = answer
+        .anomalies
+        .iter()
+        .map(|a| (arn(a), iso_day(a.day.as_ref().unwrap())))
+        .collect();
+    assert!(found.is_empty(), "{found:#?}");
+    // ALICE, HEAVY, TINY, WEEKLY (first on Monday 2026-05-04), the tax without a caller
+    // (USD) and EURO (EUR).
+    let notes = &answer.info.as_ref().unwrap().notes;
+    assert!(
+        notes.contains(&"6 groups have no baseline yet: on examined days their baseline window starts before the first day of data (2026-05-01) and holds none of their line items, which is neither new nor a spike".to_owned()),
+        "{notes:?}"
+    );
+    // From 2026-05-15 on every window is covered: June's new job is new (the planted
+    // test), and a range starting there has no such note.
+    let late = server
+        .client
+        .spend_anomalies_all(proto::SpendAnomaliesRequest {
+            time_range: range("2026-05-15T00:00:00Z", "2026-07-01T00:00:00Z"),
+            ..by_principal()
+        })
+        .await
+        .unwrap();
+    assert_eq!(no_baseline_count(late.info.as_ref()), 0);
+    assert!(late.anomalies.iter().any(|a| arn(a) == NEWJOB));
     server.stop().await;
 }
 
@@ -436,6 +482,24 @@ fn cases() -> Vec<Case> {
                     line_item_types: vec!["Usage".into()],
                     ..Default::default()
                 }),
+                ..Default::default()
+            },
+        },
+        Case {
+            id: "may_from_the_data_start_everything",
+            root: export(),
+            spec: spec(
+                ("2026-05-01T00:00:00Z", "2026-06-01T00:00:00Z"),
+                "principal_arn",
+                json!({"baseline_days": 10, "min_factor": "1", "min_robust_z": 0.0, "min_excess": "0"}),
+            ),
+            request: proto::SpendAnomaliesRequest {
+                time_range: range("2026-05-01T00:00:00Z", "2026-06-01T00:00:00Z"),
+                dimension: d(proto::Dimension::Principal),
+                baseline_days: 10,
+                min_factor: "1".into(),
+                min_robust_z: Some(0.0),
+                min_excess: "0".into(),
                 ..Default::default()
             },
         },
@@ -635,9 +699,16 @@ fn close(a: Option<f64>, b: Option<f64>) -> bool {
     }
 }
 
-/// Asserts the service's anomalies equal DuckDB's, in the same order.
-fn assert_same(id: &str, dimension: &str, got: &[proto::SpendAnomaly], want: &Value) {
-    let want: Vec<_> = want
+/// Asserts the service's anomalies equal DuckDB's, in the same order, and its count
+/// of groups without a baseline yet too.
+fn assert_same(id: &str, dimension: &str, got: &proto::SpendAnomaliesResponse, expected: &Value) {
+    assert_eq!(
+        Some(no_baseline_count(got.info.as_ref())),
+        expected["without_baseline"][id].as_u64(),
+        "{id}: groups without a baseline yet"
+    );
+    let got = &got.anomalies;
+    let want: Vec<_> = expected["results"][id]
         .as_array()
         .unwrap_or_else(|| panic!("no reference answer for {id}"))
         .iter()
@@ -698,12 +769,7 @@ async fn every_anomaly_equals_duckdb_median_and_mad() {
                 .await
                 .unwrap_or_else(|e| panic!("{}: {e}", case.id));
             let dimension = case.spec["dimension"].as_str().unwrap();
-            assert_same(
-                case.id,
-                dimension,
-                &answer.anomalies,
-                &expected["results"][case.id],
-            );
+            assert_same(case.id, dimension, &answer, &expected);
         }
         server.stop().await;
     }
@@ -735,12 +801,7 @@ async fn a_scoped_caller_sees_only_its_own_anomalies() {
     let spec = json!({"id": "scoped", "start": "2026-06-01T00:00:00Z", "end": "2026-07-01T00:00:00Z",
                       "dimension": "principal_arn", "scope": scope});
     let expected = reference(export(), &[spec]);
-    assert_same(
-        "scoped",
-        "principal_arn",
-        &answer.anomalies,
-        &expected["results"]["scoped"],
-    );
+    assert_same("scoped", "principal_arn", &answer, &expected);
     assert!(answer.anomalies.iter().any(|a| arn(a) == ALICE));
     assert!(!answer.anomalies.iter().any(|a| arn(a) == NEWJOB));
     // Asking for another account's callers is refused, not answered empty.

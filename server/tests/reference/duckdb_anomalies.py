@@ -33,7 +33,8 @@ import duckdb
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import duckdb_reference as ref  # noqa: E402
 
-ANOMALIES_SQL = r"""
+SCORED_SQL = r"""
+CREATE OR REPLACE TEMP TABLE scored AS
 WITH s AS (
     SELECT currency, grp, day, n,
            CAST(CAST(cost AS DECIMAL(38,10)) * 10000000000 AS HUGEINT) AS u
@@ -42,7 +43,9 @@ WITH s AS (
     SELECT e.*,
            (SELECT min(w.day) FROM s w
              WHERE w.currency = e.currency AND w.grp IS NOT DISTINCT FROM e.grp
-               AND w.day >= e.day - CAST($b AS INTEGER) AND w.day < e.day)     AS first_day
+               AND w.day >= e.day - CAST($b AS INTEGER) AND w.day < e.day)     AS first_day,
+           -- the data (every line item, not only the series) covers the whole window
+           e.day - CAST($b AS INTEGER) >= CAST($data_first AS DATE)            AS covered
     FROM s e
     WHERE e.day >= $first AND e.day < $end
 ), filled AS (
@@ -79,9 +82,11 @@ WITH s AS (
            med_f + CASE WHEN med_r > 2 OR (med_r = 2 AND med_f % 2 <> 0) THEN 1 ELSE 0 END AS base,
            mad_f + CASE WHEN mad_r > 2 OR (mad_r = 2 AND mad_f % 2 <> 0) THEN 1 ELSE 0 END AS mad
     FROM floored
-), scored AS (
+)
     SELECT x.currency, x.grp, x.day, x.u, x.n,
-           x.first_day IS NULL                                                 AS is_new,
+           x.first_day IS NULL AND x.covered                                   AS is_new,
+           x.first_day IS NULL AND NOT x.covered                               AS no_baseline,
+           x.first_day IS NULL                                                 AS empty_window,
            coalesce(t.cnt, 0)                                                  AS cnt,
            coalesce(t.base, 0)                                                 AS base,
            coalesce(t.mad, 0)                                                  AS mad,
@@ -95,16 +100,25 @@ WITH s AS (
     FROM examined x
     LEFT JOIN stats t ON t.currency = x.currency AND t.grp IS NOT DISTINCT FROM x.grp
                      AND t.day = x.day
-)
+"""
+
+ANOMALIES_SQL = r"""
 SELECT currency, grp, strftime(day, '%Y-%m-%d'), is_new, CAST(u AS VARCHAR), n,
        CAST(base AS VARCHAR), CAST(mad AS VARCHAR), CAST(excess AS VARCHAR), z, factor, cnt
 FROM scored
 WHERE (is_new AND u > 0 AND u >= CAST($min_excess AS HUGEINT))
-   OR (NOT is_new AND excess > 0 AND excess >= CAST($min_excess AS HUGEINT)
+   -- a spike needs a positive median: a zero one (spending on half or fewer of the
+   -- counted days: weekly jobs, occasional users) is not compared
+   -- and at least a week of counted days (all of the window when it is shorter)
+   OR (NOT empty_window AND cnt >= least(CAST($b AS INTEGER), 7) AND base > 0 AND excess > 0 AND excess >= CAST($min_excess AS HUGEINT)
        AND CAST($f_den AS HUGEINT) * u >= CAST($f_num AS HUGEINT) * base
        AND z >= CAST($min_z AS DOUBLE))
 ORDER BY excess DESC, grp NULLS FIRST, currency, day
 """
+
+# Groups (per currency) with an examined day whose window starts before the first day
+# of data and holds none of their line items: no baseline yet (the answer's note).
+NO_BASELINE_SQL = "SELECT count(*) FROM (SELECT DISTINCT currency, grp FROM scored WHERE no_baseline)"
 
 
 def _day(text):
@@ -143,7 +157,8 @@ def anomalies(con, q):
          r["keys"]["period_start"][:10], r["cost"], r["line_items"])
         for r in rows
     ])
-    return series_anomalies(con, q)
+    data_first = con.execute("SELECT CAST(min(usage_start) AS DATE) FROM norm").fetchone()[0]
+    return series_anomalies(con, q, data_first)
 
 
 def _series_table(con, rows):
@@ -154,14 +169,21 @@ def _series_table(con, rows):
         con.executemany("INSERT INTO series VALUES (?, ?, CAST(? AS DATE), ?, ?)", rows)
 
 
-def series_anomalies(con, q):
-    """The anomalies of the `series` table for the thresholds of `q`."""
+def series_anomalies(con, q, data_first):
+    """The anomalies of the `series` table for the thresholds of `q`, the data starting
+    on `data_first` (a date: the first day of any line item), and the number of groups
+    without a baseline yet."""
     b = int(q.get("baseline_days") or 14)
     num, den = Decimal(str(q.get("min_factor") or "3")).as_integer_ratio()
-    params = {
+    con.execute(SCORED_SQL, {
         "b": b,
         "first": _day(q["start"]),
         "end": _day(q["end"]),
+        # no data: no window is covered
+        "data_first": data_first or datetime.date.max,
+    })
+    params = {
+        "b": b,
         "min_excess": _units(str(q.get("min_excess") or "1")),
         "f_num": num,
         "f_den": den,
@@ -186,14 +208,14 @@ def series_anomalies(con, q):
                 "counted_days": int(cnt),
             }
         )
-    return out
+    return out, con.execute(NO_BASELINE_SQL).fetchone()[0]
 
 
 def self_test():
     """Hand-computed expectations on a series written here (no files): an even window
     whose median falls on half of 1e-10 (rounded half-even) and whose MAD is one unit,
-    a new group, a zero median from zero-filled days, a factor met exactly, a new group
-    below min_excess."""
+    a new group, a zero median from zero-filled days (not compared), a factor met
+    exactly, a new group below min_excess, groups without a baseline yet."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     _series_table(con, [
@@ -206,13 +228,15 @@ def self_test():
         ("USD", "c", "2026-01-07", "2", 1),
         ("USD", "c", "2026-01-11", "3", 1),
         ("USD", None, "2026-01-13", "0.5", 1),
+        ("EUR", "d", "2026-01-08", "4", 1),
         ("EUR", "d", "2026-01-09", "4", 1),
         ("EUR", "d", "2026-01-10", "4", 1),
         ("EUR", "d", "2026-01-11", "4", 1),
         ("EUR", "d", "2026-01-12", "12", 1),
     ])
-    got = series_anomalies(con, {"start": "2026-01-10T00:00:00Z", "end": "2026-01-14T00:00:00Z",
-                                 "baseline_days": 4})
+    data_first = datetime.date(2026, 1, 6)
+    q = {"start": "2026-01-10T00:00:00Z", "end": "2026-01-14T00:00:00Z", "baseline_days": 4}
+    got, without = series_anomalies(con, q, data_first)
     brief = [(a["group"], a["currency"], a["day"], a["kind"], a["baseline"], a["mad"],
               a["excess"], a["counted_days"], a["robust_z"], a["factor"]) for a in got]
     want = [
@@ -220,23 +244,34 @@ def self_test():
         # 1.5, 0.5, 0.5, 6.5 units -> MAD 1 unit
         ("a", "USD", "2026-01-10", "spike", "1.0000000002", "0.0000000001", "8.9999999998", 4,
          repr(89999999998 / (1.4826 * 1)), repr(100000000000 / 10000000002)),
-        # 4, 4, 4 -> median 4, MAD 0: infinite z; 12 is exactly 3 x 4
-        ("d", "EUR", "2026-01-12", "spike", "4.0000000000", "0.0000000000", "8.0000000000", 3,
+        # 4, 4, 4, 4 -> median 4, MAD 0: infinite z; 12 is exactly 3 x 4
+        ("d", "EUR", "2026-01-12", "spike", "4.0000000000", "0.0000000000", "8.0000000000", 4,
          "inf", "3.0"),
+        # c on 2026-01-11: 2, 0, 0, 0 (zero-filled from its first day with line items)
+        # has a median of zero: not compared
         ("b", "USD", "2026-01-12", "new", "0.0000000000", "0.0000000000", "5.0000000000", 0,
          None, None),
-        # 2, 0, 0, 0 (zero-filled from the first day with line items) -> median 0
-        ("c", "USD", "2026-01-11", "spike", "0.0000000000", "0.0000000000", "3.0000000000", 4,
-         "inf", None),
     ]
-    assert brief == want, "\n%r\n%r" % (brief, want)
+    assert (brief, without) == (want, 0), "\n%r\n%r" % (brief, want)
+    # From the second day of data on: c's 2026-01-07 and d's 2026-01-08 have windows that
+    # start before the data and hold none of their line items.
+    earlier, without = series_anomalies(con, {**q, "start": "2026-01-07T00:00:00Z"}, data_first)
+    assert (earlier, without) == (got, 2), (earlier, without)
+    # With data from a day earlier, both windows are covered: c and d are new (c below
+    # min_excess: 2 >= 1, so new; d's 4 too).
+    earlier, without = series_anomalies(con, {**q, "start": "2026-01-07T00:00:00Z"},
+                                        datetime.date(2026, 1, 3))
+    assert without == 0 and [(a["group"], a["day"], a["kind"]) for a in earlier if a["kind"] == "new"] == [
+        ("b", "2026-01-12", "new"), ("d", "2026-01-08", "new"), ("c", "2026-01-07", "new")], earlier
+    # A week's rhythm: with a window of five days, d's four counted days are too few.
+    short, _ = series_anomalies(con, {**q, "baseline_days": 5}, data_first)
+    assert "d" not in [a["group"] for a in short], short
     # A lower min_excess lets the new unattributed half through, and factor 3.000001
     # drops d.
-    got = series_anomalies(con, {"start": "2026-01-10T00:00:00Z", "end": "2026-01-14T00:00:00Z",
-                                 "baseline_days": 4, "min_excess": "0.5",
-                                 "min_factor": "3.000001"})
+    got, _ = series_anomalies(con, {**q, "min_excess": "0.5", "min_factor": "3.000001"},
+                              data_first)
     assert [(a["group"], a["kind"]) for a in got] == [
-        ("a", "spike"), ("b", "new"), ("c", "spike"), (None, "new")], got
+        ("a", "spike"), ("b", "new"), (None, "new")], got
     print("OK")
 
 
@@ -250,8 +285,9 @@ def main(argv):
         return 2
     queries = json.load(sys.stdin)["queries"]
     con = ref.build(roots)
-    results = {q["id"]: anomalies(con, q) for q in queries}
-    json.dump({"results": results}, sys.stdout)
+    answers = {q["id"]: anomalies(con, q) for q in queries}
+    json.dump({"results": {k: v[0] for k, v in answers.items()},
+               "without_baseline": {k: v[1] for k, v in answers.items()}}, sys.stdout)
     sys.stdout.write("\n")
     return 0
 
