@@ -437,7 +437,8 @@ mod tests {
         assert_eq!(with(|d| d.name = "x".repeat(129)), "name");
         assert_eq!(with(|d| d.tag = None), "scope");
         assert_eq!(
-            with(|d| d.tag = Some(("bad\u{1}key".into(), "v".into()))),
+            // Any character may be asked for (NUL and TAB included); only length is bounded.
+            with(|d| d.tag = Some((format!("iamPrincipal/{}", "k".repeat(1000)), "v".into()))),
             "scope.tag.key"
         );
         assert_eq!(

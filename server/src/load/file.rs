@@ -124,6 +124,9 @@ pub async fn read_file(
         let scanned = super::csv::scan(ctx, url)
             .await
             .map_err(|e| unreadable(url, &e))?;
+        // The header names every column, rows or not: a legacy or foreign file is told
+        // apart before any row (its rows would project onto no column at all).
+        check::columns(&scanned.0, &scanned.1.schema())?;
         return fold_stream(scanned, url, rule, period).await;
     }
     let scanned = match scan(ctx, url, true).await {

@@ -10,6 +10,7 @@ mod budgets;
 mod cache;
 mod chargeback;
 mod common;
+mod csv_form;
 mod damaged;
 mod differential;
 mod drift;
