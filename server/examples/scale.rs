@@ -88,6 +88,10 @@ struct Args {
     /// Longest wait for the server to answer SERVING.
     #[arg(long, default_value_t = 1800)]
     start_timeout_seconds: u64,
+    /// Serve the export in its CSV form (gzip CSV, written once beside the parquet
+    /// dataset and reused) instead of parquet, to compare load time and peak memory.
+    #[arg(long)]
+    csv: bool,
     /// Ask the questions and run the load against a server already serving the dataset
     /// at this URL (for profiling it), instead of starting one.
     #[arg(long)]
@@ -165,6 +169,34 @@ struct Dataset {
     generation_s: f64,
     generation_peak: u64,
     reused: bool,
+}
+
+/// The CSV form of the export at `root`, written once beside it (`acme-cur2-csv`).
+fn csv_form(root: &Path) -> PathBuf {
+    let csv = root.with_file_name("acme-cur2-csv");
+    let marker = root.with_file_name("csv-complete");
+    if !marker.exists() {
+        if csv.exists() {
+            std::fs::remove_dir_all(&csv).expect("remove the incomplete CSV form");
+        }
+        let started = Instant::now();
+        let files = bedrock_attribution_server::demo::csv_form::convert_export(root, &csv)
+            .expect("write the CSV form");
+        let bytes: u64 = files
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum();
+        println!(
+            "CSV form: {} files, {:.0} MiB gzip, written in {:.1} s",
+            files.len(),
+            bytes as f64 / MIB,
+            started.elapsed().as_secs_f64()
+        );
+        std::fs::write(&marker, b"done").expect("write the CSV marker");
+    }
+    println!("serving the CSV form at {}", csv.display());
+    csv
 }
 
 fn dataset(args: &Args, rows: usize) -> Dataset {
@@ -1134,7 +1166,10 @@ async fn main() {
     }
     let mut reports = Vec::new();
     for rows in args.rows.clone() {
-        let data = dataset(&args, rows);
+        let mut data = dataset(&args, rows);
+        if args.csv {
+            data.root = csv_form(&data.root);
+        }
         if args.generate_only {
             continue;
         }

@@ -5,6 +5,7 @@
 //! create-new executions), and [`generator`] makes a realistic organisation's months of
 //! Bedrock spend with every trap of the data contract in it.
 
+pub mod csv_form;
 pub mod cur_file;
 pub mod export;
 pub mod generator;
